@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # the protocol must stay importable without torch
     from bench.generation import ModelHandle
@@ -33,6 +33,8 @@ class Budget:
     # Folder where the strategy may write artifacts (an adapter, an index).
     workdir: Path | None = None
     batch_size: int = 8
+    # Opens a progress bar for a named phase: `with phase(budget.progress, "train", n) as bar`.
+    progress: Any = None
 
 
 @dataclass(frozen=True)
@@ -66,4 +68,5 @@ class Strategy(Protocol):
 
     def prepare(self, task: "Task", model: "ModelHandle", budget: Budget) -> Artifacts: ...
 
-    def predict(self, artifacts: Artifacts, examples: Sequence["Example"]) -> list[Prediction]: ...
+    def predict(self, artifacts: Artifacts, examples: Sequence["Example"],
+                progress: Callable[[int], None] | None = None) -> list[Prediction]: ...
