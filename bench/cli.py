@@ -1,0 +1,137 @@
+"""The `bench` command. Imports stay inside the handlers so `bench --help` is fast
+and never loads torch, faiss or peft."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from bench.errors import BenchError
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench", description="adaptbench: prompting, RAG and LoRA side by side "
+                                "(accuracy, latency, cost) on the same model, data and hardware.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run the grid of tasks x strategies x models x seeds")
+    r.add_argument("config", nargs="?", help="experiment YAML (its keys: see README, 'Configuration')")
+    r.add_argument("--tasks", help="comma list of task names or task YAML paths")
+    r.add_argument("--strategies", help="comma list: prompting, rag, lora")
+    r.add_argument("--model", help="comma list of model specs: alias, HF id, local folder or .gguf")
+    r.add_argument("--limit", type=int, help="test examples per task (default 100)")
+    r.add_argument("--train-limit", type=int, help="train examples a strategy may use (default 1000)")
+    r.add_argument("--out", help="folder holding run folders (default runs)")
+    r.add_argument("--name", help="run folder name (default run-DATE-TIME); an existing run continues")
+    r.add_argument("--device", help="auto (default), cpu or cuda")
+    r.add_argument("--seed", help="seed, or comma list of seeds, for the strategies (default 0)")
+    r.add_argument("--batch-size", type=int, help="generation batch size (default 8)")
+    r.add_argument("--set", action="append", default=[], metavar="STRATEGY.OPTION=VALUE",
+                   help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
+    r.add_argument("--trust-remote-code", action="store_true", default=None,
+                   help="allow a model's own Python code (off by default)")
+
+    sub.add_parser("tasks", help="list the built-in tasks")
+    rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
+    rep.add_argument("run_dir")
+
+    a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
+    a.add_argument("action", choices=["fetch", "list"])
+    return p
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, object]]:
+    import yaml
+
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        strategy, dot, option = key.partition(".")
+        if not sep or not dot or not option:
+            raise BenchError(f"--set {item!r}: expected STRATEGY.OPTION=VALUE, e.g. lora.max_steps=40")
+        out.setdefault(strategy, {})[option] = yaml.safe_load(value)
+    return out
+
+
+def cmd_run(args) -> int:
+    from rich.console import Console
+
+    from bench.config import make_config
+    from bench.runner import run
+    from reports import render_run
+
+    seeds = [int(s) for s in _csv(args.seed)] if args.seed else None
+    sets = _parse_sets(args.set)
+    cfg = make_config(args.config, tasks=_csv(args.tasks), strategies=_csv(args.strategies),
+                      models=_csv(args.model), limit=args.limit, train_limit=args.train_limit, out=args.out,
+                      name=args.name, device=args.device, seeds=seeds, batch_size=args.batch_size,
+                      trust_remote_code=args.trust_remote_code)
+    for strategy, options in sets.items():
+        cfg.strategy_options.setdefault(strategy, {}).update(options)
+    console = Console()
+    run_dir = run(cfg, console)
+    render_run(run_dir, console=console)
+    console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    return 0
+
+
+def cmd_tasks(args) -> int:
+    from tasks import TASKS
+
+    blurbs = {"rotten-tomatoes": "sentiment of movie reviews, fresh vs rotten (classification)",
+              "bbc-news": "topic of BBC news articles, 5 classes (classification)",
+              "squad": "open-book QA over 2,067 SQuAD v1.1 dev paragraphs (qa, token F1)",
+              "product-facts": "questions about an invented product catalogue no model can know (qa, token F1)"}
+    for name in TASKS.names():
+        print(f"{name:18} {blurbs.get(name, '')}")
+    print("\nA user task is a YAML spec: bench run --tasks path/to/task.yaml (see README).")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rich.console import Console
+
+    from reports import render_run
+
+    render_run(args.run_dir, console=Console())
+    return 0
+
+
+def cmd_assets(args) -> int:
+    from bench import assets
+
+    if args.action == "fetch":
+        for name, path in assets.fetch_all().items():
+            print(f"{name:16} ok  {path}")
+    else:
+        for a in assets.ASSETS.values():
+            state = "ready" if assets.is_ready(a) else "missing"
+            print(f"{a.name:16} {a.package + "==" + a.version:28} {a.licence:14} {state}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets}
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return handlers[args.command](args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted; finished cells are kept in the run folder (run the same command to continue)",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

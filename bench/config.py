@@ -1,0 +1,132 @@
+"""The experiment config: YAML (data only) merged with CLI flags, validated here.
+
+YAML keys mirror `RunConfig`'s fields; unknown keys are an error naming the key.
+A strategy entry is a name (`rag`) or a mapping with `name`, an optional `label`
+(to run one strategy twice with different options) and the strategy's options:
+
+    strategies:
+      - prompting
+      - {name: prompting, label: prompting-4shot, shots: 4}
+      - {name: lora, max_steps: 40}
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from bench.errors import BenchError
+from bench.models import DEFAULT_MODEL
+from bench.options import config_from
+
+DEFAULT_TASKS = ("rotten-tomatoes", "bbc-news", "squad", "product-facts")
+DEFAULT_STRATEGIES = ("prompting", "rag", "lora")
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    name: str
+    label: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, entry: Any, where: str) -> "StrategySpec":
+        if isinstance(entry, str):
+            return cls(entry, entry, {})
+        if isinstance(entry, Mapping):
+            entry = dict(entry)
+            if "name" not in entry:
+                raise BenchError(f"{where}: a strategy mapping needs a 'name' key, got {sorted(entry)}")
+            name = str(entry.pop("name"))
+            label = str(entry.pop("label", name))
+            return cls(name, label, entry)
+        raise BenchError(f"{where}: a strategy is a name or a mapping with 'name', got {entry!r}")
+
+
+@dataclass
+class RunConfig:
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    strategies: list[Any] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
+    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    limit: int | None = 100  # test examples per task (None: the whole test split)
+    train_limit: int | None = 1000  # train examples a strategy may use
+    data_seed: int = 0  # seeds the task splits; `seeds` seed the strategies
+    device: str = "auto"
+    batch_size: int = 8
+    max_context: int = 2048
+    name: str | None = None
+    out: str = "runs"
+    # Options applied to every entry of that strategy: {lora: {max_steps: 40}}.
+    strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("tasks", "strategies", "models", "seeds"):
+            value = getattr(self, key)
+            if isinstance(value, (str, int)):
+                value = [value]
+            if not value:
+                raise BenchError(f"config: '{key}' is empty; give at least one")
+            setattr(self, key, list(value))
+        self.seeds = [int(s) for s in self.seeds]
+        if self.limit is not None and self.limit < 1:
+            raise BenchError(f"config: limit must be >= 1 (or null for all), got {self.limit}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise BenchError(f"config: train_limit must be >= 1 (or null), got {self.train_limit}")
+        if self.batch_size < 1:
+            raise BenchError(f"config: batch_size must be >= 1, got {self.batch_size}")
+        if self.name is None:
+            self.name = _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+        from bench.store import safe_name
+
+        if safe_name(self.name) != self.name:
+            raise BenchError(f"config: run name {self.name!r} may hold only letters, digits, '-', '_' and '.'")
+        specs = self.strategy_specs()
+        labels = [s.label for s in specs]
+        dupes = sorted({x for x in labels if labels.count(x) > 1})
+        if dupes:
+            raise BenchError(f"config: strategy label(s) {dupes} appear twice; give each entry its own 'label'")
+
+    def strategy_specs(self) -> list[StrategySpec]:
+        specs = [StrategySpec.parse(e, f"config.strategies[{i}]") for i, e in enumerate(self.strategies)]
+        merged = []
+        for spec in specs:
+            shared = dict(self.strategy_options.get(spec.name, {}))
+            shared.update(spec.options)
+            merged.append(StrategySpec(spec.name, spec.label, shared))
+        return merged
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out) / str(self.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise BenchError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}: the top level must be a mapping of config keys")
+    return data
+
+
+def make_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
+    """YAML first, then every override that is not None (the CLI's flags)."""
+    data = load_yaml(yaml_path) if yaml_path else {}
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from(RunConfig, data, str(yaml_path) if yaml_path else "config")

@@ -1,0 +1,110 @@
+"""The typed results frames that every report reads, and the metric preferences.
+
+`load_run` turns a run folder (see `bench.store`) into two pandas frames and the
+manifest. Reports read only these; they never touch strategies, models or indexes,
+so a report renders on a laptop without torch. `PREFERENCES` says which direction
+is better for each summary column (as PEFT's method_comparison/processing.py does),
+so "best" is decided in one place instead of in each renderer.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.store import CELL_FIELDS, ROW_FIELDS, read_jsonl
+
+Direction = Literal["higher", "lower"]
+
+# Summary column -> which way is better. Columns absent here are not ranked.
+PREFERENCES: dict[str, Direction] = {
+    "score": "higher",
+    "exact_match": "higher",
+    "f1": "higher",
+    "recall_at_k": "higher",
+    "latency_p50_ms": "lower",
+    "latency_p95_ms": "lower",
+    "prompt_tokens_mean": "lower",
+    "completion_tokens_mean": "lower",
+    "prepare_s": "lower",
+    "predict_s": "lower",
+    "peak_memory_mb": "lower",
+    "truncated_n": "lower",
+}
+
+ROW_NUMERIC = ("seed", "score", "exact_match", "f1", "latency_s", "prompt_tokens",
+               "completion_tokens", "recall_at_k")
+CELL_NUMERIC = ("seed", "n", "prepare_s", "predict_s", "peak_memory_mb")
+
+
+@dataclass(frozen=True)
+class RunFrames:
+    """One run, as read from its folder: per-example rows, per-cell records, manifest."""
+
+    root: Path
+    rows: pd.DataFrame
+    cells: pd.DataFrame
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name") or self.manifest.get("run") or self.root.name)
+
+
+def load_run(run_dir: str | Path) -> RunFrames:
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise BenchError(f"run folder {root} does not exist; pass the folder a `bench run` wrote "
+                         "(it holds rows.jsonl and cells.jsonl)")
+    if not (root / "rows.jsonl").exists() and not (root / "cells.jsonl").exists():
+        raise BenchError(f"{root} holds no rows.jsonl or cells.jsonl; is it a run folder?")
+    rows = _frame(read_jsonl(root / "rows.jsonl"), ROW_FIELDS, ROW_NUMERIC)
+    cells = _frame(read_jsonl(root / "cells.jsonl"), CELL_FIELDS, CELL_NUMERIC)
+    # A resumed run may re-append a cell (failed first, finished later) and its rows:
+    # the last record wins, as it is the newest attempt.
+    if not cells.empty:
+        cells = cells.drop_duplicates("cell", keep="last").reset_index(drop=True)
+        cells["info"] = cells["info"].map(lambda v: v if isinstance(v, dict) else {})
+        cells["status"] = cells["status"].fillna("ok")
+    if not rows.empty:
+        rows = rows.drop_duplicates(["cell", "example_id"], keep="last").reset_index(drop=True)
+        rows["truncated"] = rows["truncated"].map(lambda v: bool(v) if v is not None else False)
+    return RunFrames(root=root, rows=rows, cells=cells, manifest=_manifest(root / "manifest.json"))
+
+
+def _frame(records: list[dict[str, Any]], fields: tuple[str, ...],
+           numeric: tuple[str, ...]) -> pd.DataFrame:
+    """A frame with every schema column present (None when a writer left one out)."""
+    extra = [k for r in records for k in r if k not in fields]
+    columns = list(fields) + list(dict.fromkeys(extra))
+    frame = pd.DataFrame.from_records(records, columns=columns) if records else pd.DataFrame(columns=columns)
+    for col in numeric:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    return frame
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise BenchError(f"{path} is not valid JSON ({exc}); re-run or delete it") from exc
+    return data if isinstance(data, dict) else {"manifest": data}
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def best_index(frame: pd.DataFrame, column: str) -> Any | None:
+    """Index label of the best row by `column` per `PREFERENCES`; None when nothing ranks."""
+    values = pd.to_numeric(frame[column], errors="coerce").dropna() if column in frame else pd.Series()
+    if values.empty:
+        return None
+    return values.idxmax() if PREFERENCES.get(column, "higher") == "higher" else values.idxmin()

@@ -1,0 +1,121 @@
+"""One row per (task, strategy, model): the numbers every report shows.
+
+Per cell (one seed) the per-example rows are reduced first (mean score, latency
+percentiles, token means); seeds are then averaged, so a noisy seed weighs as much as
+any other. Failed cells stay in the summary with their error and an empty score:
+a missing row would read as "not run" rather than "broke".
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.store import RunStore
+from reports.frame import RunFrames, load_run
+
+KEYS = ["task", "strategy", "model"]
+# Averaged over the seeds that finished.
+MEAN_COLUMNS = ["score", "exact_match", "f1", "recall_at_k", "latency_p50_ms", "latency_p95_ms",
+                "prompt_tokens_mean", "completion_tokens_mean", "prepare_s", "predict_s",
+                "peak_memory_mb", "truncated_n"]
+COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_std", "exact_match", "f1", "recall_at_k",
+                  "latency_p50_ms", "latency_p95_ms", "prompt_tokens_mean", "completion_tokens_mean",
+                  "prepare_s", "predict_s", "peak_memory_mb", "truncated_n", "device", "status", "error"]
+# Statuses of a cell whose numbers must not be counted.
+NOT_OK = {"failed", "error", "skipped", "incomplete"}
+
+
+def cell_stats(frames: RunFrames) -> pd.DataFrame:
+    """One row per cell (task, strategy, model, seed), rows reduced, cell facts joined."""
+    stats = [_reduce_rows(cell, group) for cell, group in frames.rows.groupby("cell", sort=False)]
+    by_rows = pd.DataFrame(stats, columns=["cell", *KEYS, "seed", "n_rows", *MEAN_COLUMNS[:8], "truncated_n"])
+    cells = frames.cells.drop(columns=[c for c in ("n",) if c in frames.cells]).copy()
+    cells = cells[[c for c in ["cell", *KEYS, "seed", "metric", "prepare_s", "predict_s", "peak_memory_mb",
+                               "device", "status", "error"] if c in cells]]
+    merged = cells.merge(by_rows.drop(columns=KEYS + ["seed"]), on="cell", how="outer")
+    # Rows whose cell never got its record: the run died mid-cell.
+    orphans = merged["task"].isna() if "task" in merged else pd.Series(False, index=merged.index)
+    if orphans.any():
+        keyed = by_rows.set_index("cell")
+        for col in KEYS + ["seed"]:
+            merged.loc[orphans, col] = merged.loc[orphans, "cell"].map(keyed[col])
+        merged.loc[orphans, "status"] = "incomplete"
+        merged.loc[orphans, "error"] = "no cell record (the run stopped before this cell finished)"
+    return merged.reset_index(drop=True)
+
+
+def _reduce_rows(cell: str, g: pd.DataFrame) -> dict[str, Any]:
+    latency_ms = g["latency_s"].dropna().to_numpy() * 1000.0
+    p50, p95 = np.percentile(latency_ms, [50, 95]) if latency_ms.size else (math.nan, math.nan)
+    first = g.iloc[0]
+    return {"cell": cell, "task": first["task"], "strategy": first["strategy"], "model": first["model"],
+            "seed": first["seed"], "n_rows": len(g), "score": g["score"].mean(),
+            "exact_match": g["exact_match"].mean(), "f1": g["f1"].mean(),
+            "recall_at_k": g["recall_at_k"].mean(), "latency_p50_ms": float(p50),
+            "latency_p95_ms": float(p95), "prompt_tokens_mean": g["prompt_tokens"].mean(),
+            "completion_tokens_mean": g["completion_tokens"].mean(),
+            "truncated_n": int(g["truncated"].astype(bool).sum())}
+
+
+def summarize(frames: RunFrames) -> pd.DataFrame:
+    per_cell = cell_stats(frames)
+    if per_cell.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    out = [_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)]
+    return pd.DataFrame(out, columns=COLUMNS)
+
+
+def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
+    status = g["status"].fillna("ok").astype(str)
+    ok = g[~status.isin(NOT_OK)]
+    row: dict[str, Any] = dict(zip(KEYS, keys))
+    row["metric"] = next((m for m in g["metric"] if isinstance(m, str)), None)
+    row["n_seeds"] = len(ok)
+    row["n"] = int(ok["n_rows"].max()) if len(ok) and ok["n_rows"].notna().any() else 0
+    for col in MEAN_COLUMNS:
+        row[col] = float(ok[col].mean()) if len(ok) else math.nan
+    row["score_std"] = float(ok["score"].std(ddof=1)) if len(ok) > 1 else math.nan
+    row["device"] = next((d for d in g["device"] if isinstance(d, str)), None) if "device" in g else None
+    if len(ok) == len(g):
+        row["status"] = "ok"
+    else:
+        row["status"] = "partial" if len(ok) else status[~status.isin(["ok"])].iloc[0]
+    errors = [str(e) for e in g.loc[status.isin(NOT_OK), "error"] if isinstance(e, str) and e]
+    row["error"] = "; ".join(dict.fromkeys(errors)) or None
+    return row
+
+
+def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-able records: NaN becomes null, numpy scalars become Python numbers."""
+    records = []
+    for rec in summary.to_dict(orient="records"):
+        clean = {}
+        for key, value in rec.items():
+            if hasattr(value, "item"):
+                value = value.item()
+            if isinstance(value, float) and math.isnan(value):
+                value = None
+            clean[key] = value
+        records.append(clean)
+    return records
+
+
+def write_summary(run_dir: str | Path, frames: RunFrames | None = None,
+                  summary: pd.DataFrame | None = None) -> dict[str, Path]:
+    """Write summary.csv, summary.json and summary.md into the run folder."""
+    from reports.markdown import summary_markdown  # markdown imports this module
+
+    frames = frames or load_run(run_dir)
+    summary = summarize(frames) if summary is None else summary
+    store = RunStore(frames.root)
+    return {
+        "csv": store.write_text("summary.csv", summary.to_csv(index=False)),
+        "json": store.write_text("summary.json", json.dumps(summary_records(summary), indent=2,
+                                                             ensure_ascii=False)),
+        "md": store.write_text("summary.md", summary_markdown(summary, title=f"adaptbench run {frames.name}")),
+    }

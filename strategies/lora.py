@@ -1,0 +1,186 @@
+"""LoRA fine-tuning: train low-rank adapters beside the frozen weights, then answer
+with the same zero-shot prompt that `prompting` uses, so the only difference between
+the two is the weights.
+
+- The shared handle is never touched: `prepare` deep-copies its model and wraps the copy.
+- The loss is on answer tokens only (see `strategies/lora_data.py`).
+- Validation loss is measured before training and every `eval_every` steps; the best
+  adapter (which may be the untrained, zero-delta one) is restored at the end, and
+  training stops after `patience` evaluations without improvement.
+- A non-finite loss is an error the user can fix (a lower learning rate), not a result.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from bench.errors import BenchError
+from bench.options import config_from
+from bench.progress import phase
+from strategies.base import Artifacts, Budget, Prediction
+from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+
+_INTS = {"r": 1, "epochs": 1, "batch_size": 1, "grad_accum": 1, "max_length": 8, "eval_every": 1,
+         "patience": 1, "max_val_examples": 0, "warmup_steps": 0, "predict_batch_size": 1}
+_OPTIONAL_INTS = {"max_steps": 1, "max_train_examples": 1}
+_FLOATS = {"alpha": 0.0, "learning_rate": 0.0, "weight_decay": 0.0}
+
+
+@dataclass(frozen=True)
+class LoraStrategyConfig:
+    r: int = 8
+    alpha: float = 16.0
+    dropout: float = 0.05
+    target_modules: str | tuple[str, ...] = "all-linear"
+    # High for LoRA, because a bench run trains for tens of steps, not thousands.
+    learning_rate: float = 1e-3
+    epochs: int = 1
+    max_steps: int | None = None  # a cap on optimizer steps over all epochs
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256
+    eval_every: int = 10
+    patience: int = 3
+    max_train_examples: int | None = None
+    max_val_examples: int = 64
+    train_on_corpus: bool = False
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    predict_batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        def bad(name: str, want: str) -> BenchError:
+            return BenchError(f"lora.{name} must be {want}, got {getattr(self, name)!r}")
+
+        for name in _FLOATS:  # YAML reads 1e-3 (no dot) as a string
+            value = getattr(self, name)
+            if isinstance(value, str):
+                try:
+                    object.__setattr__(self, name, float(value))
+                except ValueError:
+                    raise bad(name, "a number") from None
+        for name, low in {**_INTS, **_OPTIONAL_INTS}.items():
+            value = getattr(self, name)
+            if value is None and name in _OPTIONAL_INTS:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise bad(name, f"an integer >= {low}")
+        for name, low in _FLOATS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < low or (value == low and name != "weight_decay"):
+                raise bad(name, f"a finite number {'>=' if name == 'weight_decay' else '>'} {low}")
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise bad("dropout", "a number in [0, 1)")
+        if not isinstance(self.train_on_corpus, bool):
+            raise bad("train_on_corpus", "true or false")
+        targets = self.target_modules
+        if isinstance(targets, (list, tuple)):
+            if not targets or not all(isinstance(t, str) and t for t in targets):
+                raise bad("target_modules", '"all-linear" or a non-empty list of module names')
+            object.__setattr__(self, "target_modules", tuple(targets))
+        elif not (isinstance(targets, str) and targets):
+            raise bad("target_modules", '"all-linear" or a non-empty list of module names')
+
+
+class LoraStrategy:
+    name = "lora"
+
+    def __init__(self, config: LoraStrategyConfig) -> None:
+        self.config = config
+
+    def prepare(self, task, model, budget: Budget) -> Artifacts:
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        from strategies import lora_data as data
+        from strategies.lora_train import train_adapter
+
+        cfg = self.config
+        rng = random.Random(budget.seed)
+        cap = min((c for c in (cfg.max_train_examples, budget.max_train_examples) if c is not None), default=None)
+        train = list(task.train)
+        if cap is not None and cap < len(train):
+            train = rng.sample(train, cap)
+        seqs = data.encode_examples(model, task, train, cfg.max_length)
+        if cfg.train_on_corpus and task.corpus:
+            seqs += data.encode_corpus(model, task.corpus, cfg.max_length)
+        if not seqs:
+            raise BenchError(f"lora: task {task.name!r} has no training examples")
+        val = list(task.validation)
+        if len(val) > cfg.max_val_examples:
+            val = random.Random(f"{budget.seed}:val").sample(val, cfg.max_val_examples)
+        val_seqs = data.encode_examples(model, task, val, cfg.max_length)
+
+        torch.manual_seed(budget.seed)  # LoRA A init and dropout
+        # A private copy: the shared handle serves the other strategies unchanged.
+        peft_config = LoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                 target_modules=list(cfg.target_modules)
+                                 if isinstance(cfg.target_modules, tuple) else cfg.target_modules)
+        peft_model = get_peft_model(copy.deepcopy(model.model), peft_config)
+        trainable, total = peft_model.get_nb_trainable_parameters()
+        t0 = time.perf_counter()
+        result = train_adapter(peft_model, seqs, val_seqs, cfg, rng, model.device,
+                               _pad_id(model.tokenizer), budget.progress)
+        train_seconds = time.perf_counter() - t0
+        peft_model.eval()
+
+        weights = _weights_sha256(peft_model)
+        adapter_path = file_sha = None
+        if budget.workdir is not None:
+            folder = Path(budget.workdir) / "adapter"
+            peft_model.save_pretrained(str(folder), safe_serialization=True)
+            adapter_path = str(folder)
+            file_sha = hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
+        adapted = model.with_model(peft_model, fingerprint=f"{model.fingerprint}:lora:{weights[:12]}")
+        base_dtype = next(peft_model.get_base_model().parameters()).dtype
+        info = {"trainable_params": trainable, "total_params": total, "train_examples": len(train),
+                "val_examples": len(val), "train_seconds": round(train_seconds, 3), **result,
+                "adapter_path": adapter_path, "adapter_sha256": file_sha, "weights_sha256": weights,
+                "device": model.device,
+                "dtype": "bfloat16" if model.device.startswith("cuda") else str(base_dtype).removeprefix("torch.")}
+        return Artifacts(self.name, model, task, state={"model": adapted}, info=info)
+
+    def predict(self, artifacts: Artifacts, examples, progress=None) -> list[Prediction]:
+        task, adapted = artifacts.task, artifacts.state["model"]
+        prompts = [build_prompt(adapted, task, ex.input, reserve=reserve_tokens(task)) for ex in examples]
+        return predict_prompts(adapted, task, examples, prompts, self.config.predict_batch_size, progress=progress)
+
+
+def attach_adapter(model, adapter_dir: str | Path):
+    """A handle over a copy of `model`'s weights with a saved adapter loaded (for reuse
+    of a cached adapter without training)."""
+    from peft import PeftModel
+
+    peft_model = PeftModel.from_pretrained(copy.deepcopy(model.model), str(adapter_dir)).eval()
+    return model.with_model(peft_model, fingerprint=f"{model.fingerprint}:lora:{_weights_sha256(peft_model)[:12]}")
+
+
+def _pad_id(tokenizer) -> int:
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return candidate
+    return 0
+
+
+def _weights_sha256(peft_model) -> str:
+    h = hashlib.sha256()
+    for name, param in sorted(peft_model.named_parameters()):
+        if "lora_" in name:
+            h.update(name.encode())
+            h.update(param.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def build(options: Mapping[str, Any] | None = None) -> LoraStrategy:
+    return LoraStrategy(config_from(LoraStrategyConfig, options or {}, "strategies.lora"))
+
+
+__all__ = ["LoraStrategyConfig", "LoraStrategy", "attach_adapter", "build", "fields"]
