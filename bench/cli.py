@@ -111,7 +111,8 @@ def cmd_assets(args) -> int:
     else:
         for a in assets.ASSETS.values():
             state = "ready" if assets.is_ready(a) else "missing"
-            print(f"{a.name:16} {a.package + "==" + a.version:28} {a.licence:14} {state}")
+            pinned = f"{a.package}=={a.version}"
+            print(f"{a.name:16} {pinned:28} {a.licence:14} {state}")
     return 0
 
 

@@ -17,7 +17,7 @@ import hashlib
 import math
 import random
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -101,7 +101,6 @@ class LoraStrategy:
         from peft import LoraConfig, get_peft_model
 
         from strategies import lora_data as data
-        from strategies.lora_train import train_adapter
 
         cfg = self.config
         rng = random.Random(budget.seed)
@@ -127,7 +126,7 @@ class LoraStrategy:
         peft_model = get_peft_model(copy.deepcopy(model.model), peft_config)
         trainable, total = peft_model.get_nb_trainable_parameters()
         t0 = time.perf_counter()
-        result = train_adapter(peft_model, seqs, val_seqs, cfg, rng, model.device,
+        result = _train(peft_model, seqs, val_seqs, cfg, rng, model.device,
                                _pad_id(model.tokenizer), budget.progress)
         train_seconds = time.perf_counter() - t0
         peft_model.eval()
@@ -152,6 +151,96 @@ class LoraStrategy:
         task, adapted = artifacts.task, artifacts.state["model"]
         prompts = [build_prompt(adapted, task, ex.input, reserve=reserve_tokens(task)) for ex in examples]
         return predict_prompts(adapted, task, examples, prompts, self.config.predict_batch_size, progress=progress)
+
+
+def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Random, device: str,
+           pad_id: int, progress) -> dict[str, Any]:
+    """AdamW with linear warmup and decay; keeps the best adapter by validation loss."""
+    import torch
+
+    from strategies import lora_data as data
+
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    per_epoch = math.ceil(math.ceil(len(seqs) / cfg.batch_size) / cfg.grad_accum)
+    total = min(cfg.epochs * per_epoch, cfg.max_steps or cfg.epochs * per_epoch)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    warm = cfg.warmup_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if s < warm
+                                                 else max(0.0, (total - s) / max(1, total - warm)))
+    # bf16 autocast on a GPU (the handle's weights are bf16 there); plain fp32 on CPU.
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.startswith("cuda") \
+        else contextlib.nullcontext
+
+    def evaluate() -> float:
+        peft_model.eval()
+        loss_sum, count = 0.0, 0
+        with torch.no_grad(), autocast():
+            for idx in data.length_batches(val_seqs, cfg.batch_size, None):
+                loss, n = data.batch_loss(peft_model, data.collate([val_seqs[i] for i in idx], pad_id), device)
+                loss_sum, count = loss_sum + float(loss), count + n
+        peft_model.train()
+        value = loss_sum / max(count, 1)
+        if not math.isfinite(value):
+            raise _diverged(value, step, cfg)
+        return value
+
+    def snapshot() -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+
+    step, tokens, epochs_run, bad, stopped, train_loss = 0, 0, 0, 0, False, float("nan")
+    curve: list[dict[str, Any]] = []
+    best, best_state = math.inf, None
+    if val_seqs:  # the untrained adapter is a candidate too: LoRA never ends worse on validation
+        best, best_state = evaluate(), snapshot()
+        curve.append({"step": 0, "train_loss": None, "val_loss": round(best, 5)})
+    peft_model.train()
+    with phase(progress, "train lora", total) as bar:
+        while step < total and not stopped:
+            epochs_run += 1
+            batches = data.length_batches(seqs, cfg.batch_size, rng)
+            for g in range(0, len(batches), cfg.grad_accum):
+                group = [data.collate([seqs[i] for i in idx], pad_id) for idx in batches[g:g + cfg.grad_accum]]
+                n_total = sum(int((b["labels"] != data.IGNORE).sum()) for b in group) or 1
+                optimizer.zero_grad(set_to_none=True)
+                loss_sum = 0.0
+                for batch in group:  # the sum over the group / its token count = one big batch
+                    with autocast():
+                        loss, _ = data.batch_loss(peft_model, batch, device)
+                    (loss / n_total).backward()
+                    loss_sum += loss.item()
+                    tokens += int(batch["attention_mask"].sum())
+                train_loss = loss_sum / n_total
+                step += 1
+                if not math.isfinite(train_loss):
+                    raise _diverged(train_loss, step, cfg)
+                optimizer.step()
+                schedule.step()
+                bar.advance(1)
+                bar.note(f"loss {train_loss:.3f}")
+                val = evaluate() if val_seqs and (step % cfg.eval_every == 0 or step == total) else None
+                curve.append({"step": step, "train_loss": round(train_loss, 5),
+                              "val_loss": None if val is None else round(val, 5)})
+                if val is not None:
+                    if val < best:
+                        best, best_state, bad = val, snapshot(), 0
+                    else:
+                        bad += 1
+                        stopped = bad >= cfg.patience and step < total
+                if stopped or step >= total:
+                    break
+    if best_state is not None:
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if name in best_state:
+                    param.copy_(best_state[name])
+    return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
+            "best_val_loss": None if best_state is None else round(best, 5),
+            "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve}
+
+
+def _diverged(loss: float, step: int, cfg: LoraStrategyConfig) -> BenchError:
+    return BenchError(f"LoRA training diverged (loss={loss} at step {step}); lower learning_rate "
+                      f"(now {cfg.learning_rate:g}) or add warmup_steps")
 
 
 def attach_adapter(model, adapter_dir: str | Path):
@@ -183,4 +272,3 @@ def build(options: Mapping[str, Any] | None = None) -> LoraStrategy:
     return LoraStrategy(config_from(LoraStrategyConfig, options or {}, "strategies.lora"))
 
 
-__all__ = ["LoraStrategyConfig", "LoraStrategy", "attach_adapter", "build", "fields"]

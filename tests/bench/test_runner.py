@@ -76,7 +76,7 @@ def test_unknown_strategy_fails_before_loading_the_model(tmp_path, fake_world):
     from bench.errors import BenchError
 
     cfg = RunConfig(tasks=["toy-cls"], strategies=["prompting", "lroa"], out=str(tmp_path), name="r2")
-    with pytest.raises(BenchError, match="did you mean 'lora'"):
+    with pytest.raises(BenchError, match="Did you mean 'lora'"):
         Runner(cfg, log=lambda *_: None).run()
     assert fake_world["load_model"] == 0
 
