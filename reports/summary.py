@@ -37,16 +37,13 @@ def cell_stats(frames: RunFrames) -> pd.DataFrame:
     cells = frames.cells.drop(columns=[c for c in ("n",) if c in frames.cells]).copy()
     cells = cells[[c for c in ["cell", *KEYS, "seed", "metric", "prepare_s", "predict_s", "peak_memory_mb",
                                "device", "status", "error"] if c in cells]]
-    merged = cells.merge(by_rows.drop(columns=KEYS + ["seed"]), on="cell", how="outer")
+    # A left merge keeps the run's cell order (an outer merge would sort by cell id).
+    merged = cells.merge(by_rows.drop(columns=KEYS + ["seed"]), on="cell", how="left")
     # Rows whose cell never got its record: the run died mid-cell.
-    orphans = merged["task"].isna() if "task" in merged else pd.Series(False, index=merged.index)
-    if orphans.any():
-        keyed = by_rows.set_index("cell")
-        for col in KEYS + ["seed"]:
-            merged.loc[orphans, col] = merged.loc[orphans, "cell"].map(keyed[col])
-        merged.loc[orphans, "status"] = "incomplete"
-        merged.loc[orphans, "error"] = "no cell record (the run stopped before this cell finished)"
-    return merged.reset_index(drop=True)
+    orphans = by_rows[~by_rows["cell"].isin(cells["cell"])].assign(
+        status="incomplete", error="no cell record (the run stopped before this cell finished)")
+    parts = [f for f in (merged, orphans) if not f.empty]
+    return pd.concat(parts, ignore_index=True) if parts else merged
 
 
 def _reduce_rows(cell: str, g: pd.DataFrame) -> dict[str, Any]:

@@ -37,7 +37,7 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _svg(height: int, title: str, body: Iterable[Markup]) -> Markup:
-    head = Markup('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
+    head = Markup('<svg viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
                   'role="img" {font}><title>{t}</title>').format(w=WIDTH, h=height, font=FONT, t=title)
     return head + Markup("").join(body) + Markup("</svg>")
 
@@ -83,9 +83,9 @@ def _axes(xt: list[float], yt: list[float], sx, sy, x_label: str, y_label: str,
     return out
 
 
-def _scales(xs: list[float], ys: list[float], box, y_floor: float | None = 0.0):
+def _scales(xs: list[float], ys: list[float], box, y_floor: float | None = 0.0, x_pad: float = 1.05):
     x0, y0, x1, y1 = box
-    xt = nice_ticks(0.0, max(xs) * 1.05 if xs else 1.0)
+    xt = nice_ticks(0.0, max(xs) * x_pad if xs and max(xs) > 0 else 1.0)
     if y_floor is not None:  # scores: keep zero in view so bar heights compare honestly
         lo, hi = y_floor, max([*ys, 1.0])
     else:  # losses: fit the data, padding a flat line so it has a range
@@ -100,15 +100,18 @@ def _scales(xs: list[float], ys: list[float], box, y_floor: float | None = 0.0):
 
 def scatter(points: Sequence[tuple[str, float, float]], title: str, x_label: str, y_label: str) -> Markup:
     """One labelled dot per (label, x, y); points with a missing value are left out."""
-    pts = [(label, x, y) for label, x, y in points
+    # Keep each point's position in `points` so its colour matches the bar chart's.
+    pts = [(i, label, x, y) for i, (label, x, y) in enumerate(points)
            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
-    box = (60, 260, WIDTH - 20, 15)
-    xt, yt, sx, sy = _scales([p[1] for p in pts], [p[2] for p in pts], box)
+    box = (60, 260, WIDTH - 20, 25)
+    xt, yt, sx, sy = _scales([p[2] for p in pts], [p[3] for p in pts], box)
     body = _axes(xt, yt, sx, sy, x_label, y_label, box)
-    for i, (label, x, y) in enumerate(pts):
+    for i, label, x, y in pts:
+        near_right = sx(x) > box[2] - 150  # put the label left of the dot so it stays inside
         body.append(Markup('<circle cx="{x:.1f}" cy="{y:.1f}" r="5" fill="{c}"/>'
-                           '<text x="{tx:.1f}" y="{y:.1f}" dy="-8">{t}</text>').format(
-            x=sx(x), y=sy(y), c=color(i), tx=sx(x) + 6, t=_short(label, 22)))
+                           '<text x="{tx:.1f}" y="{y:.1f}" dy="-8" text-anchor="{a}">{t}</text>').format(
+            x=sx(x), y=sy(y), c=color(i), tx=sx(x) + (-6 if near_right else 6),
+            a="end" if near_right else "start", t=_short(label, 22)))
     return _svg(300, title, body)
 
 
@@ -120,7 +123,7 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], titl
     xs = [x for _, pts in clean for x, _ in pts]
     ys = [y for _, pts in clean for _, y in pts]
     box = (60, 260, WIDTH - 20, 30)
-    xt, yt, sx, sy = _scales(xs, ys, box, y_floor=None)
+    xt, yt, sx, sy = _scales(xs, ys, box, y_floor=None, x_pad=1.0)
     body = _axes(xt, yt, sx, sy, x_label, y_label, box)
     for i, (name, pts) in enumerate(clean):
         coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -24,9 +25,9 @@ TERMINAL_COLUMNS = [
     ("n", "n", "{:.0f}", "right"),
     ("latency_p50_ms", "p50 ms", "{:.0f}", "right"),
     ("latency_p95_ms", "p95 ms", "{:.0f}", "right"),
-    ("prompt_tokens_mean", "prompt tok", "{:.0f}", "right"),
-    ("prepare_s", "prepare s", "{:.1f}", "right"),
-    ("peak_memory_mb", "memory MB", "{:.0f}", "right"),
+    ("prompt_tokens_mean", "tok in", "{:.0f}", "right"),
+    ("prepare_s", "prep s", "{:.1f}", "right"),
+    ("peak_memory_mb", "mem MB", "{:.0f}", "right"),
     ("status", "status", None, "left"),
 ]
 
@@ -45,10 +46,16 @@ def _cell(value: Any, spec: str | None) -> str:
 def summary_table(summary: pd.DataFrame, title: str | None = None) -> Table:
     show_model = summary["model"].nunique() > 1 if not summary.empty else False
     columns = [c for c in TERMINAL_COLUMNS if c[0] != "model" or show_model]
-    table = Table(title=Text(title) if title else None, show_lines=False, header_style="bold")
-    for _, header, _, justify in columns:
-        table.add_column(header, justify=justify, no_wrap=header != "status")
-    best = {best_index(rows, "score") for _, rows in summary.groupby("task", sort=False)}
+    # A light box and names that fold keep the numbers readable in an 80-column terminal.
+    table = Table(title=Text(title) if title else None, box=box.SIMPLE_HEAD, header_style="bold",
+                  pad_edge=False, collapse_padding=True)
+    for col, header, spec, justify in columns:
+        if spec is None:
+            table.add_column(header, justify=justify, overflow="fold", max_width=24 if col == "task" else 16,
+                             min_width={"task": 10, "strategy": 9, "status": 6}.get(col))
+        else:
+            table.add_column(header, justify=justify, no_wrap=True, min_width=len(header))
+    best = {best_index(rows[rows["status"] == "ok"], "score") for _, rows in summary.groupby("task", sort=False)}
     previous_task = None
     for idx, row in summary.iterrows():
         cells = []
@@ -58,8 +65,6 @@ def summary_table(summary: pd.DataFrame, title: str | None = None) -> Table:
                 text.stylize("bold")
             elif col == "status" and row.get("status") != "ok":
                 text.stylize("red")
-                if isinstance(row.get("error"), str):
-                    text.append(f": {row['error'][:80]}")
             elif col == "task" and row["task"] == previous_task:
                 text = Text("")  # the task name once per group reads as a heading
             cells.append(text)
@@ -81,3 +86,8 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None,
         console.print(Text("No results in this run."))
         return
     console.print(summary_table(summary, title=title))
+    # Errors are long; below the table they are readable and keep the columns narrow.
+    for _, row in summary[summary["error"].notna()].iterrows():
+        line = Text(f"{row['task']} / {row['strategy']} / {row['model']}: {row['status']}: ", style="red")
+        line.append(str(row["error"])[:500])
+        console.print(line)
