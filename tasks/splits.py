@@ -126,10 +126,3 @@ def mix_order(items: Sequence[T], key: Callable[[T], Hashable], seed: int = 0) -
     placed.sort(key=lambda t: (t[0], t[1]))
     return [item for _, _, item in placed]
 
-
-def split_counts(examples: Sequence[Example], key: Callable[[Example], Hashable] = lambda ex: ex.target) -> dict:
-    """Examples per key, for tests and `bench tasks` summaries."""
-    counts: dict[Hashable, int] = defaultdict(int)
-    for ex in examples:
-        counts[key(ex)] += 1
-    return dict(counts)

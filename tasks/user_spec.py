@@ -1,0 +1,319 @@
+"""User tasks: a YAML spec naming JSONL or CSV files (and optionally a corpus).
+
+    name: ticket-routing                # default: the spec file's stem
+    kind: classification                # classification | qa | generation
+    instruction: Route the support ticket to a team.
+    labels: [billing, bug, account]     # required for classification
+    metric: accuracy                    # default: accuracy (classification), else f1
+    train: data/train.jsonl             # paths are relative to this file
+    test: data/test.csv                 # validation/test optional: carved from train
+    split: {ratios: [0.8, 0.1, 0.1], seed: 0}
+    fields: {input: text, target: team, id: ticket_id}
+    corpus: docs/**/*.md                # or a list of globs; .txt/.md/.jsonl files
+    max_new_tokens: 16
+
+Rules:
+- YAML holds data only: `yaml.safe_load`, and unknown keys are rejected by name
+  (with a close match, if any) so a typo never silently drops a setting.
+- Every data problem is a `DataError` naming the file, the line and the field, so
+  the CLI prints one actionable line, never a traceback.
+- Ids must be unique across all splits (a duplicate is how leakage shows up);
+  rows without an id get "<file name>:<line>".
+- Test order is mixed by a seeded shuffle (by label for classification): the runner
+  takes the first N test examples for `--limit N`, and a file sorted by label
+  would otherwise test one label only.
+"""
+from __future__ import annotations
+
+import csv
+import difflib
+import glob
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from bench.errors import DataError
+from tasks.model import KINDS, METRICS, Document, Example, Task
+from tasks.splits import DEFAULT_RATIOS, check_ratios, mix_order, stratified_split
+
+SPEC_KEYS = ("name", "kind", "instruction", "labels", "metric", "train", "validation", "test", "fields", "split",
+             "corpus", "max_new_tokens")
+FIELD_KEYS = ("input", "target", "id")
+SPLIT_KEYS = ("ratios", "seed")
+SPLITS = ("train", "validation", "test")
+DEFAULT_INSTRUCTIONS = {"classification": "Classify the input. Answer with one of the labels.",
+                        "qa": "Answer the question.", "generation": "Respond to the input."}
+
+
+class _Spec:
+    """The parsed YAML plus the line of every key, for messages that point at it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DataError("task spec not found", path=path) from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
+        try:
+            self.data = yaml.safe_load(text)
+            self.lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            raise DataError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path,
+                            line=mark.line + 1 if mark else None) from None
+        if not isinstance(self.data, dict):
+            raise DataError("a task spec must be a YAML mapping (key: value lines)", path=path)
+
+    def error(self, key: str, message: str) -> DataError:
+        return DataError(message, path=self.path, line=self.lines.get(key), field=key)
+
+    def check_keys(self, mapping: dict, known: tuple[str, ...], prefix: str = "") -> None:
+        for key in mapping:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.error(f"{prefix}{key}", f"unknown key{hint}; known keys: {', '.join(known)}")
+
+    def text(self, key: str, value: Any, default: str | None = None) -> str:
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(key, f"must be a non-empty string, got {value!r}")
+        return value.strip()
+
+    def choice(self, key: str, value: Any, allowed: tuple[str, ...]) -> str:
+        if value is None:
+            raise self.error(key, f"missing; choose one of {', '.join(allowed)}")
+        if value not in allowed:
+            close = difflib.get_close_matches(str(value), allowed, 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise self.error(key, f"unknown {key} {value!r}{hint}; choose one of {', '.join(allowed)}")
+        return value
+
+
+def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            name = f"{prefix}{key.value}"
+            lines[name] = key.start_mark.line + 1
+            lines.update(_key_lines(value, name + "."))
+    return lines
+
+
+def _utf8(raw: bytes, path: Path, line: int, offset: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text (byte offset {offset + exc.start} in the file); re-save it as UTF-8",
+                        path=path, line=line) from None
+
+
+def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            text = _utf8(raw, path, number, offset).lstrip("\ufeff")
+            offset += len(raw)
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=number) from None
+            if not isinstance(row, dict):
+                raise DataError(f"each line must be a JSON object, got {type(row).__name__}", path=path, line=number)
+            yield number, row
+
+
+def read_csv(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number where the record starts, row) for each non-blank record after the header."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheets often write a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"not UTF-8 text (byte offset {exc.start}); re-save it as UTF-8", path=path, line=line) from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader, [])]
+        if not any(header):
+            return
+        if len(set(header)) != len(header):
+            raise DataError(f"duplicate column names in the header: {header}", path=path, line=1)
+        end = reader.line_num
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if not any(cell.strip() for cell in record):
+                continue
+            if len(record) != len(header):
+                raise DataError(f"row has {len(record)} fields, the header has {len(header)}", path=path, line=start)
+            yield start, dict(zip(header, record))
+    except csv.Error as exc:
+        raise DataError(f"CSV error: {exc}", path=path, line=reader.line_num) from None
+
+
+def _field(row: dict, name: str, path: Path, line: int) -> str:
+    value = row.get(name)
+    if value is None:
+        raise DataError(f"missing field (this row has: {', '.join(map(str, row)) or 'nothing'})",
+                        path=path, line=line, field=name)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f"must be a string or a number, got {type(value).__name__}", path=path, line=line, field=name)
+    if not str(value).strip():
+        raise DataError("is empty", path=path, line=line, field=name)
+    return str(value).strip()
+
+
+def _resolve(spec: _Spec, key: str, value: Any) -> Path:
+    path = spec.path.parent / spec.text(key, value)
+    if not path.is_file():
+        raise spec.error(key, f"file not found: {path} (paths are relative to the spec's folder)")
+    if path.suffix.lower() not in (".jsonl", ".csv"):
+        raise spec.error(key, f"{path.name}: use a .jsonl or .csv file")
+    return path
+
+
+def _read_split(spec: _Spec, split: str, fields: dict[str, str], labels: tuple[str, ...],
+                seen: dict[str, str]) -> list[Example]:
+    path = _resolve(spec, split, spec.data[split])
+    rows = read_jsonl(path) if path.suffix.lower() == ".jsonl" else read_csv(path)
+    explicit_id = "id" in (spec.data.get("fields") or {})
+    examples = []
+    for line, row in rows:
+        text = _field(row, fields["input"], path, line)
+        target = _field(row, fields["target"], path, line)
+        if labels and target not in labels:
+            close = [lab for lab in labels if lab.lower() == target.lower()]
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(f"label {target!r} is not one of the declared labels{hint}: {', '.join(labels)}",
+                            path=path, line=line, field=fields["target"])
+        ex_id = _field(row, fields["id"], path, line) if explicit_id or fields["id"] in row else f"{path.name}:{line}"
+        if ex_id in seen:
+            raise DataError(f"duplicate id {ex_id!r}, first seen at {seen[ex_id]}; ids must be unique across "
+                            "train, validation and test", path=path, line=line, field=fields["id"])
+        seen[ex_id] = f"{path}:{line}"
+        examples.append(Example(ex_id, text, target, {"source": f"{path.name}:{line}"}))
+    if not examples:
+        raise DataError(f"no examples in this file (the {split} split)", path=path)
+    return examples
+
+
+def _read_corpus(spec: _Spec, value: Any) -> list[Document]:
+    patterns = value if isinstance(value, list) else [value]
+    docs: dict[str, tuple[Document, str]] = {}
+    for pattern in patterns:
+        pattern = spec.text("corpus", pattern)
+        files = sorted(Path(f) for f in glob.glob(str(spec.path.parent / pattern), recursive=True) if os.path.isfile(f))
+        if not files:
+            raise spec.error("corpus", f"pattern {pattern!r} matched no files (relative to {spec.path.parent})")
+        for path in files:
+            for doc, where in _documents(path, spec.path.parent):
+                if doc.id in docs:
+                    raise DataError(f"duplicate document id {doc.id!r}, first seen at {docs[doc.id][1]}",
+                                    path=path, field="id")
+                docs[doc.id] = (doc, where)
+    return [doc for doc, _ in docs.values()]
+
+
+def _documents(path: Path, base: Path) -> Iterator[tuple[Document, str]]:
+    suffix = path.suffix.lower()
+    if suffix in (".txt", ".md"):
+        text = _utf8(path.read_bytes(), path, 1, 0)
+        text = text.lstrip("\ufeff").strip()
+        if not text:
+            raise DataError("empty corpus document", path=path)
+        yield Document(Path(os.path.relpath(path, base)).as_posix(), text, path.stem), str(path)
+    elif suffix == ".jsonl":
+        for line, row in read_jsonl(path):
+            title = row.get("title") or ""
+            yield Document(_field(row, "id", path, line), _field(row, "text", path, line), str(title)), f"{path}:{line}"
+    else:
+        raise DataError("unsupported corpus file type; use .txt, .md or .jsonl", path=path)
+
+
+def load_spec(path: str | os.PathLike, seed: int = 0) -> Task:
+    """The task a YAML spec describes; `split.seed` in the spec, if given, wins over `seed`."""
+    try:
+        return _load(_Spec(Path(path)), seed)
+    except OSError as exc:  # unreadable file or folder (permissions, a directory named like a file)
+        raise DataError(f"cannot read: {exc.strerror or exc}", path=exc.filename or path) from None
+
+
+def _load(spec: _Spec, seed: int) -> Task:
+    data = spec.data
+    spec.check_keys(data, SPEC_KEYS)
+    kind = spec.choice("kind", data.get("kind"), KINDS)
+    labels: tuple[str, ...] = ()
+    if kind == "classification" or "labels" in data:
+        raw = data.get("labels")
+        if kind != "classification":
+            raise spec.error("labels", f"labels apply only to classification tasks, not {kind}")
+        if not isinstance(raw, list) or len(raw) < 2 or any(isinstance(x, bool) or not isinstance(x, (str, int))
+                                                            for x in raw):
+            raise spec.error("labels", "a classification task needs a list of at least two labels (quote words "
+                             "like yes/no/on/off, which YAML reads as booleans)")
+        labels = tuple(str(x).strip() for x in raw)
+        if len(set(labels)) != len(labels):
+            raise spec.error("labels", f"labels repeat: {list(labels)}")
+    metric = spec.choice("metric", data.get("metric", "accuracy" if kind == "classification" else "f1"), METRICS)
+    fields = {k: k for k in FIELD_KEYS}
+    if "fields" in data:
+        if not isinstance(data["fields"], dict):
+            raise spec.error("fields", "must be a mapping like {input: text, target: label}")
+        spec.check_keys(data["fields"], FIELD_KEYS, "fields.")
+        fields.update({k: spec.text(f"fields.{k}", v) for k, v in data["fields"].items()})
+    split = data.get("split") or {}
+    if not isinstance(split, dict):
+        raise spec.error("split", "must be a mapping like {ratios: [0.8, 0.1, 0.1], seed: 0}")
+    spec.check_keys(split, SPLIT_KEYS, "split.")
+    try:
+        ratios = check_ratios(split.get("ratios", DEFAULT_RATIOS))
+    except ValueError as exc:
+        raise spec.error("split.ratios", str(exc)) from None
+    seed = split.get("seed", seed)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise spec.error("split.seed", f"must be an integer, got {seed!r}")
+    if "train" not in data:
+        raise spec.error("train", "missing: every task needs a train file")
+
+    seen: dict[str, str] = {}
+    parts = {s: _read_split(spec, s, fields, labels, seen) for s in SPLITS if data.get(s) is not None}
+    missing = [s for s in SPLITS if s not in parts]
+    if missing:  # carve the missing splits out of train, keeping the ratios between those involved
+        pool = parts["train"]
+        share = dict(zip(SPLITS, ratios))
+        total = share["train"] + sum(share[s] for s in missing)
+        if total <= 0:
+            raise spec.error("split.ratios", f"ratios {list(ratios)} leave nothing to carve {missing} from train")
+        shares = [share[s] / total if s == "train" or s in missing else 0.0 for s in SPLITS]
+        by = (lambda ex: ex.target) if kind == "classification" else (lambda ex: "")
+        parts.update({s: part for s, part in zip(SPLITS, stratified_split(pool, shares, seed, key=by))
+                      if s == "train" or s in missing})
+        for s in ["train", *missing]:  # given files are never empty: _read_split checks
+            if not parts[s]:
+                raise spec.error("split.ratios", f"split {s!r} is empty: {len(pool)} train examples are too few "
+                                 f"for ratios {list(ratios)}; add examples, give a {s} file or change split.ratios")
+    try:
+        return Task(name=spec.text("name", data.get("name"), spec.path.stem), kind=kind,
+                    instruction=spec.text("instruction", data.get("instruction"), DEFAULT_INSTRUCTIONS[kind]),
+                    labels=labels, train=parts["train"], validation=parts["validation"],
+                    test=mix_order(parts["test"], lambda ex: ex.target if labels else "", seed),
+                    corpus=_read_corpus(spec, data["corpus"]) if data.get("corpus") is not None else None,
+                    metric=metric, source=str(spec.path), max_new_tokens=_max_new_tokens(spec, data))
+    except ValueError as exc:
+        raise DataError(str(exc), path=spec.path) from None
+
+
+def _max_new_tokens(spec: _Spec, data: dict) -> int:
+    value = data.get("max_new_tokens", 32)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise spec.error("max_new_tokens", f"must be a positive integer, got {value!r}")
+    return value
