@@ -1,0 +1,295 @@
+"""Retrieval-augmented generation: embed, index with FAISS, put what is retrieved in the prompt.
+
+Two modes, chosen by the task:
+- corpus (the task has documents): every document is cut into overlapping windows of
+  the *embedder's* tokens (so a chunk is never truncated by the embedder), and each
+  query gets the top_k most similar **distinct documents**, each as its best chunk,
+  best first. More chunks than top_k are fetched and deduplicated because adjacent,
+  overlapping chunks of one document would otherwise fill the context with near
+  duplicates and make recall@k count one document twice. `retrieved_ids` are doc ids.
+- dynamic-few-shot (no corpus): the train inputs are indexed and each query gets its
+  demos_k nearest train examples as demonstrations, the most similar last (nearest
+  the query). `retrieved_ids` are train example ids.
+
+Vectors are L2-normalised, so the inner-product indexes rank by cosine. The built
+index and its chunk map are cached on disk by content (see `_cache_key`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from bench.embedder import fingerprint_of, load_embedder
+from bench.errors import BenchError
+from bench.options import config_from
+from bench.paths import cache_dir
+from bench.progress import phase
+from strategies.base import Artifacts, Budget, Prediction
+from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
+_CACHE_FORMAT = 1  # bump when the cached file layout or chunking rules change
+_SPECIAL_TOKENS = 2  # [CLS] and [SEP] that the embedder adds around a chunk
+
+
+@dataclass(frozen=True)
+class RagConfig:
+    top_k: int = 3
+    chunk_tokens: int = 180
+    chunk_overlap: int = 30
+    embedder: str = "minilm-l6-v2"
+    index: str = "auto"  # auto: flat up to flat_max vectors, HNSW above
+    flat_max: int = 50_000
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 128
+    ivf_nlist: int | None = None  # None: about 4 * sqrt(vectors)
+    nprobe: int = 16
+    batch_size: int = 8  # generation batch
+    embed_batch_size: int = 64
+    demos_k: int = 4  # tasks without a corpus: nearest train examples as demonstrations
+    max_train_examples: int | None = None  # cap on the dynamic few-shot pool
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "chunk_tokens", "flat_max", "hnsw_m", "ef_construction", "ef_search",
+                     "nprobe", "batch_size", "embed_batch_size", "demos_k", "ivf_nlist", "max_train_examples"):
+            value = getattr(self, name)
+            if value is None and name in ("ivf_nlist", "max_train_examples"):
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BenchError(f"rag.{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.chunk_overlap, int) or not 0 <= self.chunk_overlap < self.chunk_tokens:
+            raise BenchError(f"rag.chunk_overlap must be >= 0 and < chunk_tokens ({self.chunk_tokens}), "
+                             f"got {self.chunk_overlap!r}")
+        index = str(self.index).lower()
+        if index not in INDEX_KINDS:
+            raise BenchError(f"rag.index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
+        object.__setattr__(self, "index", index)
+        if not isinstance(self.embedder, str) or not self.embedder.strip():
+            raise BenchError("rag.embedder must name an embedder (an alias, folder or model id)")
+
+
+# -- chunking -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Chunk:
+    doc_id: str
+    text: str
+    start: int  # token window [start, end) within the document
+    end: int
+
+
+def windows(n_tokens: int, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Token windows covering [0, n_tokens); consecutive windows share `overlap` tokens."""
+    out, start = [], 0
+    while start < n_tokens:
+        end = min(start + size, n_tokens)
+        out.append((start, end))
+        if end == n_tokens:
+            break
+        start = end - overlap
+    return out
+
+
+def token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
+    """Character span of each token: chunks are cut from the original text, keeping its
+    case and spacing (decoding WordPiece ids would lowercase and re-space it)."""
+    if tokenizer is None:  # an embedder without a tokenizer (a test double): words
+        return [m.span() for m in re.finditer(r"\S+", text)]
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    return [tuple(span) for span in enc["offset_mapping"]]
+
+
+def chunk_documents(documents: Sequence[Any], tokenizer: Any, size: int, overlap: int) -> list[Chunk]:
+    chunks = []
+    for doc in documents:
+        spans = token_spans(tokenizer, doc.text)
+        for start, end in windows(len(spans), size, overlap):
+            chunks.append(Chunk(doc.id, doc.text[spans[start][0]:spans[end - 1][1]], start, end))
+    return chunks
+
+
+def _passage(title: str, text: str) -> str:
+    # The title often names the subject the chunk never repeats (SQuAD, wiki pages).
+    return f"{title}\n{text}" if title and not text.startswith(title) else text
+
+
+# -- indexes --------------------------------------------------------------------
+def build_index(vectors: np.ndarray, config: RagConfig) -> tuple[Any, str]:
+    import faiss
+
+    n, dim = vectors.shape
+    kind = config.index if config.index != "auto" else ("flat" if n <= config.flat_max else "hnsw")
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+    else:
+        # k-means needs at least one point per list; faiss warns below ~39 per list.
+        nlist = max(1, min(config.ivf_nlist or int(4 * np.sqrt(n)), n // 39 or 1))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+    index.add(vectors)
+    return index, kind
+
+
+def _tune(index: Any, config: RagConfig, fetch: int) -> None:
+    """Search-time knobs: not part of the cache key, set after building or loading."""
+    import faiss
+
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = max(config.ef_search, fetch)
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.nprobe = min(config.nprobe, ivf.nlist)
+
+
+def _cache_key(mode: str, content: str, embedder: Any, config: RagConfig) -> str:
+    parts = {"format": _CACHE_FORMAT, "mode": mode, "content": content, "embedder": fingerprint_of(embedder),
+             "index": [config.index, config.flat_max, config.hnsw_m, config.ef_construction, config.ivf_nlist]}
+    if mode == "corpus":
+        parts["chunks"] = [config.chunk_tokens, config.chunk_overlap]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def _save(path: Path, index: Any, meta: dict) -> None:
+    import faiss
+
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:  # one file, so index and chunk map can never disagree
+        np.savez(fh, index=faiss.serialize_index(index),
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+    os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
+
+
+def _load(path: Path) -> tuple[Any, dict] | None:
+    import faiss
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return faiss.deserialize_index(data["index"]), json.loads(data["meta"].tobytes())
+    except (OSError, ValueError, KeyError, RuntimeError):
+        return None  # missing or damaged: rebuild
+
+
+# -- the strategy ---------------------------------------------------------------
+class RagStrategy:
+    name = "rag"
+
+    def __init__(self, config: RagConfig | None = None, embedder: Any = None) -> None:
+        self.config = config or RagConfig()
+        self.embedder = embedder  # injected by tests; otherwise loaded (memoised) in prepare
+
+    def _embedder(self, model: Any) -> Any:
+        if self.embedder is not None:
+            return self.embedder
+        return load_embedder(self.config.embedder, "cuda" if str(model.device).startswith("cuda") else "cpu")
+
+    def prepare(self, task, model, budget: Budget) -> Artifacts:
+        cfg, t0 = self.config, time.perf_counter()
+        embedder = self._embedder(model)
+        limit = getattr(embedder, "max_tokens", None)
+        if task.corpus and limit and cfg.chunk_tokens + _SPECIAL_TOKENS > limit:
+            raise BenchError(f"rag.chunk_tokens={cfg.chunk_tokens} does not fit the embedder "
+                             f"{getattr(embedder, 'name', '')!r} (max {limit} tokens with 2 special ones)")
+        if task.corpus:
+            mode, items, pool = "corpus", task.corpus, None
+            content = [[d.id, d.title, d.text] for d in items]
+        else:
+            mode, pool = "dynamic-few-shot", list(task.train)
+            caps = [c for c in (cfg.max_train_examples, budget.max_train_examples) if c is not None]
+            if caps and min(caps) < len(pool):
+                pool = random.Random(budget.seed).sample(pool, min(caps))  # as LoRA samples its subset
+            if not pool:
+                raise BenchError(f"rag: task {task.name!r} has neither a corpus nor train examples to retrieve")
+            content = [[ex.id, ex.input] for ex in pool]
+        digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
+        path = cache_dir("indexes") / f"{_cache_key(mode, digest, embedder, cfg)}.npz"
+        loaded = _load(path) if cfg.cache and path.exists() else None
+        if loaded is None:
+            if mode == "corpus":
+                chunks = chunk_documents(items, getattr(embedder, "tokenizer", None), cfg.chunk_tokens,
+                                         cfg.chunk_overlap)
+                titles = {d.id: d.title for d in items}
+                meta = {"texts": [_passage(titles[c.doc_id], c.text) for c in chunks],
+                        "ids": [c.doc_id for c in chunks], "n_documents": len(items)}
+            else:
+                meta = {"texts": [ex.input for ex in pool], "ids": [ex.id for ex in pool], "n_documents": len(pool)}
+            if not meta["texts"]:
+                raise BenchError(f"rag: the corpus of task {task.name!r} has no text to index")
+            vectors = self._embed(embedder, meta["texts"], budget.progress, mode)
+            index, meta["index"] = build_index(vectors, cfg)
+            if cfg.cache:
+                _save(path, index, meta)
+        else:
+            index, meta = loaded
+        by_id = {ex.id: ex for ex in pool or ()}
+        state = {"index": index, "texts": meta["texts"], "ids": meta["ids"], "embedder": embedder,
+                 "mode": mode, "examples": [by_id.get(i) for i in meta["ids"]] if pool else []}
+        info = {"mode": mode, "index": meta["index"], "n_documents": meta["n_documents"],
+                "n_chunks": len(meta["ids"]), "dim": int(index.d), "embedder": getattr(embedder, "name", ""),
+                "build_s": round(time.perf_counter() - t0, 4), "cached": loaded is not None,
+                "k": cfg.top_k if mode == "corpus" else cfg.demos_k}
+        if mode == "corpus":
+            info.update(chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap)
+        return Artifacts(self.name, model, task, state=state, info=info)
+
+    def _embed(self, embedder: Any, texts: list[str], progress: Any, mode: str) -> np.ndarray:
+        step, parts = self.config.embed_batch_size, []
+        label = "embed corpus" if mode == "corpus" else "embed train examples"
+        # Longest first across the whole corpus (not just within a batch): less padding.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        with phase(progress, label, len(texts)) as bar:
+            for start in range(0, len(texts), step):
+                batch = [texts[i] for i in order[start:start + step]]
+                parts.append(np.asarray(embedder.encode(batch, batch_size=step), dtype=np.float32))
+                bar.advance(len(batch))
+        vectors = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        vectors[order] = np.concatenate(parts)
+        return vectors
+
+    def predict(self, artifacts: Artifacts, examples, progress=None) -> list[Prediction]:
+        if not examples:
+            return []
+        cfg, st = self.config, artifacts.state
+        task, model, corpus = artifacts.task, artifacts.model, st["mode"] == "corpus"
+        k = cfg.top_k if corpus else cfg.demos_k
+        # Chunks of one document crowd each other; fetch extra to find k distinct documents.
+        fetch = min(st["index"].ntotal, k * 5 + 10 if corpus else k)
+        t0 = time.perf_counter()
+        queries = st["embedder"].encode([ex.input for ex in examples], batch_size=cfg.embed_batch_size)
+        _tune(st["index"], cfg, fetch)
+        _, rows = st["index"].search(np.ascontiguousarray(queries, dtype=np.float32), fetch)
+        share = (time.perf_counter() - t0) / len(examples)  # one batched call, shared per query
+        prompts, retrieved = [], []
+        for ex, hits in zip(examples, rows):
+            hits = [int(r) for r in hits if r >= 0]
+            if corpus:
+                best: dict[str, int] = {}
+                for r in hits:
+                    if len(best) < k:
+                        best.setdefault(st["ids"][r], r)
+                passages = [st["texts"][r] for r in best.values()]
+                prompts.append(build_prompt(model, task, ex.input, passages=passages, reserve=reserve_tokens(task)))
+                retrieved.append(tuple(best))
+            else:
+                demos = [st["examples"][r] for r in reversed(hits[:k])]  # most similar last
+                prompts.append(build_prompt(model, task, ex.input, demos, reserve=reserve_tokens(task)))
+                retrieved.append(tuple(d.id for d in reversed(demos)))
+        return predict_prompts(model, task, examples, prompts, cfg.batch_size, retrieved=retrieved,
+                               extra_latency=[share] * len(examples), progress=progress)
+
+
+def build(options: Mapping[str, Any] | None = None) -> RagStrategy:
+    return RagStrategy(config_from(RagConfig, options or {}, "strategies.rag"))
+
