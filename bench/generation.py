@@ -4,7 +4,7 @@ Batched generation and choice scoring live here and nowhere else:
 - generation sorts prompts by length (less padding), left-pads, runs greedy decoding
   under `torch.inference_mode`, and returns outputs in the caller's order;
 - choice scoring computes the summed log-likelihood of each label after the prompt,
-  batching every (prompt, label) pair, right-padded.
+  running the prompt once and each label from its KV cache.
 Per-query latency here is the batch's wall time shared equally by its queries.
 """
 from __future__ import annotations
@@ -127,44 +127,67 @@ class ModelHandle:
     # -- choice scoring -------------------------------------------------------
     def score_choices(self, prompts: Sequence[str], choices: Sequence[str], batch_size: int = 16,
                       progress: Progress | None = None) -> list[ChoiceScores]:
+        """Summed log-likelihood of each choice after each prompt. Each prompt runs
+        once; every choice then continues from the prompt's KV cache (cropped back
+        after each choice), and only the logits that score a choice token are kept,
+        so the vocabulary projection is not paid at every prompt position."""
         choice_ids = [self.encode(c) for c in choices]
+        if any(not c for c in choice_ids):
+            raise ValueError("every choice must encode to at least one token")
         room = max(len(c) for c in choice_ids)
         encoded = [self._fit(self.encode(p), room) for p in prompts]
-        pairs = [(i, j) for i in range(len(prompts)) for j in range(len(choices))]
-        pairs.sort(key=lambda p: -(len(encoded[p[0]][0]) + len(choice_ids[p[1]])))
-        logprobs = [[0.0] * len(choices) for _ in prompts]
-        spent = [0.0] * len(prompts)
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
+        results: list[ChoiceScores | None] = [None] * len(prompts)
         self.model.eval()
-        done_prompts: set[int] = set()
-        for start in range(0, len(pairs), batch_size):
-            batch = pairs[start:start + batch_size]
-            seqs = [encoded[i][0] + choice_ids[j] for i, j in batch]
-            width = max(len(s) for s in seqs)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, s in enumerate(seqs):
-                ids[row, :len(s)] = torch.tensor(s)
-                mask[row, :len(s)] = 1
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            ids, mask = self._left_pad([encoded[i][0] for i in batch])
             t0 = time.perf_counter()
             with torch.inference_mode():
-                logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                for row, (i, j) in enumerate(batch):
-                    n_ctx, cont = len(encoded[i][0]), choice_ids[j]
-                    positions = torch.arange(n_ctx - 1, n_ctx - 1 + len(cont), device=logp.device)
-                    target = torch.tensor(cont, device=logp.device)
-                    logprobs[i][j] = float(logp[row, positions, target].sum())
+                scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids)
             share = (time.perf_counter() - t0) / len(batch)
-            for i, _ in batch:
-                spent[i] += share
+            for row, i in enumerate(batch):
+                lp = tuple(float(x) for x in scores[row])
+                results[i] = ChoiceScores(max(range(len(choices)), key=lambda j: lp[j]), lp,
+                                          len(encoded[i][0]), share, encoded[i][1])
             if progress:
-                finished = {i for i, _ in batch} - done_prompts
-                done_prompts |= finished
-                progress(len(finished))
-        return [ChoiceScores(max(range(len(choices)), key=lambda j: lp[j]), tuple(lp),
-                             len(encoded[i][0]), spent[i], encoded[i][1])
-                for i, lp in enumerate(logprobs)]
+                progress(len(batch))
+        return results  # type: ignore[return-value]
+
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        tok = self.tokenizer
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, seq in enumerate(seqs):
+            ids[row, width - len(seq):] = torch.tensor(seq)
+            mask[row, width - len(seq):] = 1
+        return ids, mask
+
+    def _score_batch(self, ids: torch.Tensor, mask: torch.Tensor, choice_ids: list[list[int]]) -> torch.Tensor:
+        n, width = ids.shape
+        # Positions count real tokens only, so left padding does not shift them.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        cache = out.past_key_values
+        scores = torch.empty((n, len(choice_ids)), dtype=torch.float32)
+        for j, cont in enumerate(choice_ids):
+            total = first[:, cont[0]].clone()
+            if len(cont) > 1:
+                rest = torch.tensor(cont[:-1], device=ids.device).expand(n, -1)
+                ext_mask = torch.cat([mask, torch.ones((n, len(cont) - 1), dtype=mask.dtype, device=mask.device)], 1)
+                ext_pos = positions[:, -1:] + torch.arange(1, len(cont), device=ids.device)
+                more = self.model(input_ids=rest, attention_mask=ext_mask, position_ids=ext_pos,
+                                  past_key_values=cache, use_cache=True).logits
+                logp = torch.log_softmax(more.float(), dim=-1)
+                target = torch.tensor(cont[1:], device=ids.device)
+                total += logp[:, torch.arange(len(cont) - 1), target].sum(-1)
+                cache.crop(-(len(cont) - 1))  # back to the prompt alone
+            scores[:, j] = total.cpu()
+        return scores
 
 
 def _eos_ids(model: Any, tok: Any) -> list[int]:

@@ -26,19 +26,20 @@ def test_outputs_come_back_in_caller_order():
 
 
 def test_choice_scores_equal_manual_log_likelihood():
+    """Left padding, the shared prompt cache and multi-token choices change nothing."""
     handle = tiny_handle(seed=3)
-    prompt = handle.render("is this good or bad?")
-    choices = ["good", "bad awful"]
-    scores = handle.score_choices([prompt, handle.render("x")], choices, batch_size=3)
-    ctx = handle.encode(prompt)
-    for j, choice in enumerate(choices):
-        cont = handle.encode(choice)
-        ids = torch.tensor([ctx + cont])
-        with torch.no_grad():
-            logp = torch.log_softmax(handle.model(input_ids=ids).logits[0], -1)
-        manual = sum(float(logp[len(ctx) - 1 + k, t]) for k, t in enumerate(cont))
-        assert abs(scores[0].logprobs[j] - manual) < 1e-4
-    assert scores[0].best == max(range(2), key=lambda j: scores[0].logprobs[j])
+    prompts = [handle.render("is this good or bad? a long prompt to force padding"), handle.render("x")]
+    choices = ["good", "bad awful poor", "fine"]
+    scores = handle.score_choices(prompts, choices, batch_size=3)
+    for i, prompt in enumerate(prompts):
+        ctx = handle.encode(prompt)
+        for j, choice in enumerate(choices):
+            cont = handle.encode(choice)
+            with torch.no_grad():
+                logp = torch.log_softmax(handle.model(input_ids=torch.tensor([ctx + cont])).logits[0], -1)
+            manual = sum(float(logp[len(ctx) - 1 + k, t]) for k, t in enumerate(cont))
+            assert abs(scores[i].logprobs[j] - manual) < 1e-4, (i, j)
+        assert scores[i].best == max(range(3), key=lambda j: scores[i].logprobs[j])
 
 
 def test_overlong_prompt_is_truncated_from_the_left_and_flagged():
