@@ -17,6 +17,7 @@ import hashlib
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -123,11 +124,12 @@ class LoraStrategy:
         peft_config = LoraConfig(task_type="CAUSAL_LM", r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
                                  target_modules=list(cfg.target_modules)
                                  if isinstance(cfg.target_modules, tuple) else cfg.target_modules)
-        peft_model = get_peft_model(copy.deepcopy(model.model), peft_config)
+        with _quiet_peft():
+            peft_model = get_peft_model(copy.deepcopy(model.model), peft_config)
         trainable, total = peft_model.get_nb_trainable_parameters()
         t0 = time.perf_counter()
-        result = _train(peft_model, seqs, val_seqs, cfg, rng, model.device,
-                               _pad_id(model.tokenizer), budget.progress)
+        result = _train(peft_model, seqs, val_seqs, cfg, rng, model.device, _pad_id(model.tokenizer),
+                        budget.progress)
         train_seconds = time.perf_counter() - t0
         peft_model.eval()
 
@@ -189,9 +191,9 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
 
     step, tokens, epochs_run, bad, stopped, train_loss = 0, 0, 0, 0, False, float("nan")
     curve: list[dict[str, Any]] = []
-    best, best_state = math.inf, None
+    best, best_state, best_step = math.inf, None, None
     if val_seqs:  # the untrained adapter is a candidate too: LoRA never ends worse on validation
-        best, best_state = evaluate(), snapshot()
+        best, best_state, best_step = evaluate(), snapshot(), 0
         curve.append({"step": 0, "train_loss": None, "val_loss": round(best, 5)})
     peft_model.train()
     with phase(progress, "train lora", total) as bar:
@@ -222,7 +224,7 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
                               "val_loss": None if val is None else round(val, 5)})
                 if val is not None:
                     if val < best:
-                        best, best_state, bad = val, snapshot(), 0
+                        best, best_state, best_step, bad = val, snapshot(), step, 0
                     else:
                         bad += 1
                         stopped = bad >= cfg.patience and step < total
@@ -234,7 +236,7 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
                 if name in best_state:
                     param.copy_(best_state[name])
     return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
-            "best_val_loss": None if best_state is None else round(best, 5),
+            "best_val_loss": None if best_state is None else round(best, 5), "best_step": best_step,
             "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve}
 
 
@@ -248,8 +250,17 @@ def attach_adapter(model, adapter_dir: str | Path):
     of a cached adapter without training)."""
     from peft import PeftModel
 
-    peft_model = PeftModel.from_pretrained(copy.deepcopy(model.model), str(adapter_dir)).eval()
+    with _quiet_peft():
+        peft_model = PeftModel.from_pretrained(copy.deepcopy(model.model), str(adapter_dir)).eval()
     return model.with_model(peft_model, fingerprint=f"{model.fingerprint}:lora:{_weights_sha256(peft_model)[:12]}")
+
+
+@contextlib.contextmanager
+def _quiet_peft():
+    # peft 0.21 calls a transformers API deprecated in v5; the warning is not the user's to fix.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
 
 
 def _pad_id(tokenizer) -> int:
