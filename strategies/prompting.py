@@ -5,14 +5,13 @@ The k demonstrations are drawn from the train split with the run's seed, once in
 classification, so the prompt does not teach a majority label)."""
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from bench.errors import BenchError
 from bench.options import config_from
 from strategies.base import Artifacts, Budget, Prediction
-from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens
 
 
 @dataclass(frozen=True)
@@ -25,24 +24,6 @@ class PromptingConfig:
             raise BenchError(f"prompting.shots must be >= 0, got {self.shots}")
         if self.batch_size < 1:
             raise BenchError(f"prompting.batch_size must be >= 1, got {self.batch_size}")
-
-
-def pick_demos(train: Sequence, k: int, seed: int, labels: Sequence[str] = ()) -> list:
-    if k == 0 or not train:
-        return []
-    rng = random.Random(seed)
-    if not labels:
-        return rng.sample(list(train), min(k, len(train)))
-    by_label = {label: [ex for ex in train if ex.target == label] for label in labels}
-    for pool in by_label.values():
-        rng.shuffle(pool)
-    demos: list = []
-    while len(demos) < k and any(by_label.values()):
-        for label in labels:
-            if by_label[label] and len(demos) < k:
-                demos.append(by_label[label].pop())
-    rng.shuffle(demos)
-    return demos
 
 
 class PromptingStrategy:

@@ -3,6 +3,7 @@ prompts become predictions. Strategies differ only in what they put in the promp
 (demonstrations, passages) or in the weights they run it through."""
 from __future__ import annotations
 
+import random
 import re
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -29,17 +30,40 @@ def user_message(task: "Task", text: str, passages: Sequence[str] = ()) -> str:
     return "\n\n".join(parts)
 
 
+def pick_demos(train: Sequence["Example"], k: int, seed: int, labels: Sequence[str] = ()) -> list["Example"]:
+    """k seeded demonstrations from train, balanced across `labels` when given, so a
+    prompt does not teach a majority label."""
+    if k == 0 or not train:
+        return []
+    rng = random.Random(seed)
+    if not labels:
+        return rng.sample(list(train), min(k, len(train)))
+    by_label = {label: [ex for ex in train if ex.target == label] for label in labels}
+    for pool in by_label.values():
+        rng.shuffle(pool)
+    demos: list = []
+    while len(demos) < k and any(by_label.values()):
+        for label in labels:
+            if by_label[label] and len(demos) < k:
+                demos.append(by_label[label].pop())
+    rng.shuffle(demos)
+    return demos
+
+
 def shots_for(task: "Task", demos: Sequence["Example"]) -> list[tuple[str, str]]:
     return [(user_message(task, d.input), d.target) for d in demos]
 
 
 def build_prompt(model: "ModelHandle", task: "Task", text: str, demos: Sequence["Example"] = (),
-                 passages: Sequence[str] = (), reserve: int = 0) -> str:
-    """Render one prompt; passages are dropped from the end while it does not fit."""
+                 passages: Sequence[str] = (), reserve: int = 0,
+                 shots: Sequence[tuple[str, str]] | None = None) -> str:
+    """Render one prompt; passages are dropped from the end while it does not fit.
+    `shots` are ready-made (user, answer) turns, used instead of `demos`."""
     passages = list(passages)
     room = model.max_context - reserve
+    turns = list(shots) if shots is not None else shots_for(task, demos)
     while True:
-        prompt = model.render(user_message(task, text, passages), shots_for(task, demos))
+        prompt = model.render(user_message(task, text, passages), turns)
         if not passages or model.count_tokens(prompt) <= room:
             return prompt
         passages.pop()

@@ -34,7 +34,7 @@ from bench.options import config_from
 from bench.paths import cache_dir
 from bench.progress import phase
 from strategies.base import Artifacts, Budget, Prediction
-from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens, user_message
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 _CACHE_FORMAT = 1  # bump when the cached file layout or chunking rules change
@@ -57,10 +57,15 @@ class RagConfig:
     batch_size: int = 8  # generation batch
     embed_batch_size: int = 64
     demos_k: int = 4  # tasks without a corpus: nearest train examples as demonstrations
+    # Tasks with a corpus: seeded train examples shown with a passage and their short
+    # answer, which teaches small models to answer from the context, not to chat.
+    shots: int = 2
     max_train_examples: int | None = None  # cap on the dynamic few-shot pool
     cache: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.shots, int) or self.shots < 0:
+            raise BenchError(f"rag.shots must be an integer >= 0, got {self.shots!r}")
         for name in ("top_k", "chunk_tokens", "flat_max", "hnsw_m", "ef_construction", "ef_search",
                      "nprobe", "batch_size", "embed_batch_size", "demos_k", "ivf_nlist", "max_train_examples"):
             value = getattr(self, name)
@@ -241,8 +246,28 @@ class RagStrategy:
                 "build_s": round(time.perf_counter() - t0, 4), "cached": loaded is not None,
                 "k": cfg.top_k if mode == "corpus" else cfg.demos_k}
         if mode == "corpus":
-            info.update(chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap)
+            state["shots"] = self._context_shots(task, state, budget.seed)
+            info.update(chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap,
+                        shots=len(state["shots"]))
         return Artifacts(self.name, model, task, state=state, info=info)
+
+    def _context_shots(self, task, state: dict, seed: int) -> list[tuple[str, str]]:
+        """Demonstrations with context: each train example with the passage of its gold
+        document that holds the answer (or the passage retrieval finds for it)."""
+        demos = pick_demos(task.train, self.config.shots, seed)
+        by_doc: dict[str, list[str]] = {}
+        for doc_id, text in zip(state["ids"], state["texts"]):
+            by_doc.setdefault(doc_id, []).append(text)
+        shots = []
+        for ex in demos:
+            gold = [t for d in ex.meta.get("doc_ids") or () for t in by_doc.get(d, [])]
+            if not gold:
+                query = state["embedder"].encode([ex.input], batch_size=1)
+                _, rows = state["index"].search(np.ascontiguousarray(query, dtype=np.float32), 1)
+                gold = [state["texts"][int(rows[0][0])]] if rows[0][0] >= 0 else []
+            holding = [t for t in gold if ex.target.lower() in t.lower()]
+            shots.append((user_message(task, ex.input, (holding or gold)[:1]), ex.target))
+        return shots
 
     def _embed(self, embedder: Any, texts: list[str], progress: Any, mode: str) -> np.ndarray:
         step, parts = self.config.embed_batch_size, []
@@ -280,7 +305,8 @@ class RagStrategy:
                     if len(best) < k:
                         best.setdefault(st["ids"][r], r)
                 passages = [st["texts"][r] for r in best.values()]
-                prompts.append(build_prompt(model, task, ex.input, passages=passages, reserve=reserve_tokens(task)))
+                prompts.append(build_prompt(model, task, ex.input, passages=passages, reserve=reserve_tokens(task),
+                                            shots=st.get("shots", ())))
                 retrieved.append(tuple(best))
             else:
                 demos = [st["examples"][r] for r in reversed(hits[:k])]  # most similar last

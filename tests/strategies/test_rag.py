@@ -15,7 +15,9 @@ from strategies.rag import RagConfig, RagStrategy, build, build_index, chunk_doc
 from tasks.model import Document
 
 
-ASSET_CACHE = os.environ.get("ADAPTBENCH_CACHE")  # where the real embedder's asset lives
+from bench.paths import cache_root
+
+ASSET_CACHE = str(cache_root())  # where the real embedder's asset lives, before tests move the cache
 
 
 @pytest.fixture(autouse=True)
@@ -222,13 +224,10 @@ def test_chunks_must_fit_the_embedder():
 def test_real_embedder_retrieves_the_relevant_passage():
     from bench.embedder import load_embedder
 
-    try:
-        with pytest.MonkeyPatch.context() as mp:
-            if ASSET_CACHE:
-                mp.setenv("ADAPTBENCH_CACHE", ASSET_CACHE)
-            embedder = load_embedder()
-    except BenchError as exc:
-        pytest.skip(str(exc))
+    # A missing asset is a setup error (run `bench assets fetch`), never a skip.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ADAPTBENCH_CACHE", ASSET_CACHE)
+        embedder = load_embedder()
     task = toy_qa()
     task.corpus = [Document("paris", "Paris is the capital and largest city of France.", "Paris"),
                    Document("photo", "Photosynthesis turns light, water and carbon dioxide into sugar.", ""),
@@ -239,3 +238,23 @@ def test_real_embedder_retrieves_the_relevant_passage():
     queries = [replace(task.test[0], input=q) for q in
                ("Which city is France's capital?", "How do plants make sugar from light?", "When did WWII end?")]
     assert [p.retrieved_ids for p in strategy.predict(artifacts, queries)] == [("paris",), ("photo",), ("ww2",)]
+
+
+def test_context_shots_show_a_train_answer_with_its_gold_passage():
+    task, handle = toy_qa(), RecordingHandle()
+    strategy = rag(top_k=1, shots=2)
+    artifacts = strategy.prepare(task, handle, Budget(seed=3))
+    shots = artifacts.state["shots"]
+    assert len(shots) == 2 and artifacts.info["shots"] == 2
+    train = {ex.input: ex for ex in task.train}
+    texts = {d.id: d.text for d in task.corpus}
+    for user, answer in shots:
+        question = next(q for q in train if q in user)
+        example = train[question]
+        assert answer == example.target
+        assert texts[example.meta["doc_ids"][0]] in user  # the passage that holds the answer
+    strategy.predict(artifacts, task.test)
+    for prompt in handle.prompts:
+        assert all(answer in prompt for _, answer in shots)
+    none = rag(top_k=1, shots=0).prepare(task, handle, Budget())
+    assert none.state["shots"] == []
