@@ -24,7 +24,7 @@ from pathlib import Path
 
 from bench.assets import asset_path
 from tasks.model import Example, Task
-from tasks.splits import mix_order, stratified_split
+from tasks.splits import classification_task
 
 NAME = "bbc-news"
 LABELS = ("business", "entertainment", "politics", "sport", "tech")
@@ -92,9 +92,4 @@ def read_articles(root: Path, max_words: int = MAX_WORDS) -> list[Example]:
 
 def load(seed: int = 0) -> Task:
     root = asset_path(NAME)
-    examples = read_articles(root)
-    train, validation, test = stratified_split(examples, seed=seed)
-    test = mix_order(test, key=lambda ex: ex.target, seed=seed)
-    return Task(name=NAME, kind="classification", instruction=INSTRUCTION, labels=LABELS,
-                train=train, validation=validation, test=test, metric="accuracy",
-                source=f"asset:{NAME} ({root.name})", max_new_tokens=4)
+    return classification_task(NAME, INSTRUCTION, LABELS, read_articles(root), seed, f"asset:{NAME} ({root.name})")

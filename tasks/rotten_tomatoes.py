@@ -22,7 +22,7 @@ from pathlib import Path
 from bench.assets import asset_path
 from bench.errors import DataError
 from tasks.model import Example, Task
-from tasks.splits import mix_order, stratified_split
+from tasks.splits import classification_task
 
 NAME = "rotten-tomatoes"
 LABELS = ("fresh", "rotten")
@@ -55,11 +55,4 @@ def read_reviews(path: Path) -> list[Example]:
 
 def load(seed: int = 0) -> Task:
     path = asset_path(NAME)
-    examples = read_reviews(path)
-    train, validation, test = stratified_split(examples, seed=seed)
-    # stratified_split already shuffles; mix_order also keeps any prefix near the
-    # overall fresh/rotten ratio, so `--limit 20` is not 15 fresh and 5 rotten by luck.
-    test = mix_order(test, key=lambda ex: ex.target, seed=seed)
-    return Task(name=NAME, kind="classification", instruction=INSTRUCTION, labels=LABELS,
-                train=train, validation=validation, test=test, metric="accuracy",
-                source=f"asset:{NAME} ({path.name})", max_new_tokens=4)
+    return classification_task(NAME, INSTRUCTION, LABELS, read_reviews(path), seed, f"asset:{NAME} ({path.name})")

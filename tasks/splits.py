@@ -126,3 +126,15 @@ def mix_order(items: Sequence[T], key: Callable[[T], Hashable], seed: int = 0) -
     placed.sort(key=lambda t: (t[0], t[1]))
     return [item for _, _, item in placed]
 
+
+
+def classification_task(name: str, instruction: str, labels: Sequence[str], examples: list[Example],
+                        seed: int, source: str):
+    """A built-in classification task: stratified 80/10/10 split, and a test order
+    that keeps any prefix near the overall label mix (so `--limit 20` is fair)."""
+    from tasks.model import Task
+
+    train, validation, test = stratified_split(examples, seed=seed)
+    test = mix_order(test, key=lambda ex: ex.target, seed=seed)
+    return Task(name=name, kind="classification", instruction=instruction, labels=tuple(labels), train=train,
+                validation=validation, test=test, metric="accuracy", source=source, max_new_tokens=4)
