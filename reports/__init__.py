@@ -4,7 +4,8 @@ This package never imports `strategies/`, torch, faiss or peft: a report must re
 from a copied run folder on any machine, and `bench report` must start fast.
 
     from reports import render_run
-    summary = render_run("runs/2024-06-01")   # summary.csv/json/md, report.html, terminal table
+    summary = render_run("runs/2024-06-01")   # summary.csv/json/md, comparisons.csv,
+                                             # break_even.csv, report.html, terminal table
 """
 from __future__ import annotations
 
@@ -22,13 +23,18 @@ __all__ = ["PREFERENCES", "RunFrames", "load_run", "render_run", "summarize", "w
 
 
 def render_run(run_dir: str | Path, console: "Console | None" = None) -> "pd.DataFrame":
-    """Write summary.csv, summary.json, summary.md and report.html; print the table."""
+    """Write summary.csv/.json/.md, comparisons.csv, break_even.csv and report.html;
+    print the table with its comparisons and break-even volumes."""
+    from reports.compare_pairs import compare_strategies
+    from reports.costs import break_even_frame, price_table
     from reports.html import render_html
     from reports.table import print_summary
 
     frames = load_run(run_dir)
     summary = summarize(frames)
-    write_summary(run_dir, frames=frames, summary=summary)
-    render_html(run_dir, frames=frames, summary=summary)
-    print_summary(summary, console=console, title=f"adaptbench run {frames.name}")
+    comparisons = compare_strategies(frames)  # bootstraps once, shared by every output
+    write_summary(run_dir, frames=frames, summary=summary, comparisons=comparisons)
+    render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons)
+    print_summary(summary, console=console, title=f"adaptbench run {frames.name}", comparisons=comparisons,
+                  break_even=break_even_frame(summary), prices=price_table(summary, frames.manifest))
     return summary

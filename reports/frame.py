@@ -24,6 +24,7 @@ Direction = Literal["higher", "lower"]
 # Summary column -> which way is better. Columns absent here are not ranked.
 PREFERENCES: dict[str, Direction] = {
     "score": "higher",
+    "macro_f1": "higher",
     "exact_match": "higher",
     "f1": "higher",
     "recall_at_k": "higher",
@@ -33,9 +34,16 @@ PREFERENCES: dict[str, Direction] = {
     "completion_tokens_mean": "lower",
     "prepare_s": "lower",
     "predict_s": "lower",
+    "queries_per_s": "higher",
+    "prepare_cost_usd": "lower",
+    "cost_per_1k_usd": "lower",
     "peak_memory_mb": "lower",
     "truncated_n": "lower",
 }
+
+KEYS = ["task", "strategy", "model"]
+# Statuses of a cell whose numbers must not be counted.
+NOT_OK = {"failed", "error", "skipped", "incomplete"}
 
 ROW_NUMERIC = ("seed", "score", "exact_match", "f1", "latency_s", "prompt_tokens",
                "completion_tokens", "recall_at_k")
@@ -96,6 +104,15 @@ def _manifest(path: Path) -> dict[str, Any]:
     except ValueError as exc:
         raise BenchError(f"{path} is not valid JSON ({exc}); re-run or delete it") from exc
     return data if isinstance(data, dict) else {"manifest": data}
+
+
+def ok_rows(frames: RunFrames) -> pd.DataFrame:
+    """Rows of cells recorded as finished: a failed cell's or an unrecorded cell's rows
+    are not evidence for intervals or comparisons."""
+    if frames.rows.empty or frames.cells.empty:
+        return frames.rows.iloc[0:0]
+    ok = frames.cells.loc[~frames.cells["status"].astype(str).isin(NOT_OK), "cell"]
+    return frames.rows[frames.rows["cell"].isin(set(ok))]
 
 
 def is_missing(value: Any) -> bool:

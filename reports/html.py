@@ -21,8 +21,12 @@ from markupsafe import Markup
 
 from bench.store import RunStore
 from reports import svg
+from reports.compare_pairs import compare_strategies
+from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
 from reports.frame import RunFrames, best_index, is_missing, load_run
+from reports.markdown import fmt_ci, price_line
 from reports.summary import NOT_OK, summarize
+from reports.verdict import verdict
 
 TEMPLATES = Path(__file__).parent / "templates"
 DRILL_LIMIT = 50  # examples per task; more makes the file heavy and nobody reads them
@@ -34,6 +38,7 @@ def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["num"] = fmt_num
+    env.filters["usd"] = fmt_usd
     return env
 
 
@@ -58,18 +63,6 @@ def _labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
     many = rows["model"].nunique() > 1
     return {(r.strategy, r.model): f"{r.strategy} · {r.model}" if many else str(r.strategy)
             for r in rows.itertuples()}
-
-
-def verdict(rows: pd.DataFrame, labels: dict) -> str:
-    ok = rows[rows["status"] == "ok"]
-    parts = []
-    if (i := best_index(ok, "score")) is not None:
-        parts.append(f"{labels[(ok.at[i, 'strategy'], ok.at[i, 'model'])]} is most accurate, "
-                     f"{ok.at[i, 'score']:.3f}")
-    if (i := best_index(ok, "latency_p50_ms")) is not None:
-        parts.append(f"{labels[(ok.at[i, 'strategy'], ok.at[i, 'model'])]} is fastest "
-                     f"(p50 {ok.at[i, 'latency_p50_ms']:.0f} ms)")
-    return "; ".join(parts) or "no strategy finished this task"
 
 
 def _drill(frames: RunFrames, task: str, labels: dict) -> dict[str, Any]:
@@ -145,13 +138,35 @@ def _run_date(frames: RunFrames) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def report_context(frames: RunFrames, summary: pd.DataFrame) -> dict[str, Any]:
+def _volume(b: dict[str, Any]) -> str:
+    if not is_missing(b["queries"]):
+        return fmt_queries(b["queries"])
+    return "never" if b["meaning"].startswith("never") else "–"
+
+
+def _costs(rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame, breaks: pd.DataFrame,
+           volumes: list[int]) -> dict[str, Any]:
+    """A task's comparisons, break-even rows and monthly totals, formatted for the page."""
+    task = rows["task"].iloc[0]
+    pairs = comparisons[comparisons["task"] == task].to_dict(orient="records")
+    even = [dict(b, volume=_volume(b)) for b in breaks[breaks["task"] == task].to_dict(orient="records")]
+    ok = rows[~rows["status"].isin(NOT_OK)]
+    totals = [{"label": labels[(t["strategy"], t["model"])], "totals": [fmt_usd(v) for v in t["totals"]]}
+              for t in monthly_totals(ok, volumes)]
+    return {"comparisons": pairs, "break_even": even, "totals": totals}
+
+
+def report_context(frames: RunFrames, summary: pd.DataFrame,
+                   comparisons: pd.DataFrame | None = None) -> dict[str, Any]:
+    comparisons = compare_strategies(frames) if comparisons is None else comparisons
+    breaks = break_even_frame(summary)
+    prices = price_table(summary, frames.manifest)
     tasks = []
     for task, rows in summary.groupby("task", sort=False):
         labels = _labels(rows)
         best = best_index(rows[rows["status"] == "ok"], "score")
-        table = [dict(r._asdict(), label=labels[(r.strategy, r.model)], best=r.Index == best)
-                 for r in rows.itertuples()]
+        table = [dict(r._asdict(), label=labels[(r.strategy, r.model)], best=r.Index == best,
+                      ci=fmt_ci(r.score_ci_low, r.score_ci_high)) for r in rows.itertuples()]
         cells = frames.cells[frames.cells["task"] == task] if not frames.cells.empty else frames.cells
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
         bars = svg.bar_chart([(labels[(r.strategy, r.model)], r.score) for r in rows.itertuples()],
@@ -159,29 +174,33 @@ def report_context(frames: RunFrames, summary: pd.DataFrame) -> dict[str, Any]:
         points = svg.scatter([(labels[(r.strategy, r.model)], r.latency_p50_ms, r.score) for r in rows.itertuples()],
                              f"{metric} against latency, {task}", "latency p50 (ms)", metric)
         rag, facts = _facts(cells, rows, labels)
-        tasks.append({"name": str(task), "metric": metric, "verdict": verdict(rows, labels), "table": table,
+        tasks.append({"name": str(task), "metric": metric, "table": table,
+                      "verdict": verdict(rows, labels, metric, comparisons, breaks),
+                      "has_macro_f1": bool(rows["macro_f1"].notna().any()),
                       "bars": bars, "scatter": points, "losses": _loss_charts(cells, labels), "rag": rag,
                       "facts": facts, "drill": _drill(frames, task, labels),
-                      "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}]})
+                      "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
+                      **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"])})
     css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
     digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src data:; "
            "base-uri 'none'; form-action 'none'")
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks, "css": css, "csp": csp,
             "manifest": json.dumps(frames.manifest, indent=2, ensure_ascii=False, default=str),
-            "drill_limit": DRILL_LIMIT}
+            "drill_limit": DRILL_LIMIT, "volumes": [f"{v:,}" for v in prices["monthly_volumes"]],
+            "prices": prices, "price_line": price_line(prices) if prices["hardware"] else None}
 
 
-def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None) -> str:
+def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
+                     comparisons: pd.DataFrame | None = None) -> str:
     summary = summarize(frames) if summary is None else summary
-    ctx = report_context(frames, summary)
+    ctx = report_context(frames, summary, comparisons)
     # The stylesheet is ours, not data; Markup keeps its bytes exactly as hashed.
     ctx["css"] = Markup(ctx["css"])
     return _env().get_template("report.html.j2").render(**ctx)
 
 
-def render_html(run_dir: str | Path, frames: RunFrames | None = None,
-                summary: pd.DataFrame | None = None) -> Path:
+def render_html(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,
+                comparisons: pd.DataFrame | None = None) -> Path:
     frames = frames or load_run(run_dir)
-    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary))
-
+    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary, comparisons))

@@ -1,4 +1,5 @@
-"""A Markdown summary for pull-request comments: one table per task.
+"""A Markdown summary for pull-request comments: one table per task, then its pairwise
+comparisons and break-even volumes, then the prices the costs came from.
 
 Cell text comes from configs and model outputs, so it is escaped: pipes would break
 the table, and raw HTML would be rendered (or stripped) by the comment viewer.
@@ -11,18 +12,24 @@ from typing import Any
 
 import pandas as pd
 
-from reports.frame import best_index
+from reports.compare_pairs import describe
+from reports.costs import fmt_usd
+from reports.frame import best_index, is_missing
 
-# (column, header, format): format is a str.format spec or None for text.
+# (column, header, format): a str.format spec, None for text, "ci" or "usd" for the helpers.
 MD_COLUMNS = [
     ("strategy", "strategy", None),
     ("model", "model", None),
     ("score", "score", "{:.3f}"),
+    ("score_ci_low", "95% CI", "ci"),
+    ("macro_f1", "macro-F1", "{:.3f}"),
     ("n", "n", "{:.0f}"),
     ("latency_p50_ms", "p50 ms", "{:.0f}"),
     ("latency_p95_ms", "p95 ms", "{:.0f}"),
     ("prompt_tokens_mean", "prompt tok", "{:.0f}"),
     ("prepare_s", "prepare s", "{:.1f}"),
+    ("prepare_cost_usd", "prepare $", "usd"),
+    ("cost_per_1k_usd", "$ / 1k queries", "usd"),
     ("peak_memory_mb", "memory MB", "{:.0f}"),
     ("status", "status", None),
 ]
@@ -45,16 +52,30 @@ def fmt_number(value: Any, spec: str) -> str:
         return md_escape(value)
 
 
+def fmt_ci(low: Any, high: Any) -> str:
+    return "–" if is_missing(low) or is_missing(high) else f"[{float(low):.2f}, {float(high):.2f}]"
+
+
+def _format(row: pd.Series, col: str, spec: str | None) -> str:
+    if spec is None:
+        return md_escape(row.get(col))
+    if spec == "ci":
+        return fmt_ci(row.get("score_ci_low"), row.get("score_ci_high"))
+    return fmt_usd(row.get(col)) if spec == "usd" else fmt_number(row.get(col), spec)
+
+
 def task_table(rows: pd.DataFrame) -> str:
     """The Markdown table for one task's summary rows; the best score in bold."""
-    columns = [c for c in MD_COLUMNS if c[0] != "model" or rows["model"].nunique() > 1]
+    # A model column for one model, or a macro-F1 column for a QA task, would be all "–".
+    columns = [c for c in MD_COLUMNS if (c[0] != "model" or rows["model"].nunique() > 1)
+               and (c[0] != "macro_f1" or rows["macro_f1"].notna().any())]
     best = best_index(rows, "score")
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "|".join("---" if spec is None else "---:" for _, _, spec in columns) + "|"]
     for idx, row in rows.iterrows():
         cells = []
         for col, _, spec in columns:
-            text = md_escape(row.get(col)) if spec is None else fmt_number(row.get(col), spec)
+            text = _format(row, col, spec)
             if col == "score" and idx == best:
                 text = f"**{text}**"
             cells.append(text)
@@ -62,7 +83,14 @@ def task_table(rows: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def summary_markdown(summary: pd.DataFrame, title: str | None = None) -> str:
+def task_records(frame: pd.DataFrame | None, task: Any) -> list[dict[str, Any]]:
+    if frame is None or frame.empty:
+        return []
+    return frame[frame["task"] == task].to_dict(orient="records")
+
+
+def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparisons: pd.DataFrame | None = None,
+                     break_even: pd.DataFrame | None = None, prices: dict[str, Any] | None = None) -> str:
     parts = [f"## {md_escape(title)}"] if title else []
     if summary.empty:
         parts.append("_No results in this run._")
@@ -74,4 +102,20 @@ def summary_markdown(summary: pd.DataFrame, title: str | None = None) -> str:
         for _, row in failed.iterrows():
             parts.append(f"- {md_escape(row['strategy'])} {md_escape(row['status'])}: "
                          f"{md_escape(str(row['error'])[:300])}")
+        pairs = [f"- {md_escape(describe(c))}" for c in task_records(comparisons, task)]
+        if pairs:
+            parts.append("Paired comparisons (95% interval of the difference):\n\n" + "\n".join(pairs))
+        breaks = [f"- {md_escape(b['a'])} vs {md_escape(b['b'])}: {md_escape(b['meaning'])}"
+                  for b in task_records(break_even, task)]
+        if breaks:
+            parts.append("Break-even (prepare cost against cost per query):\n\n" + "\n".join(breaks))
+    if prices and prices.get("hardware"):
+        parts.append(md_escape(price_line(prices)))
     return "\n\n".join(parts) + "\n"
+
+
+def price_line(prices: dict[str, Any]) -> str:
+    """One sentence naming each price used, its source and date, and the table version."""
+    used = [f"{key} at ${p['usd_per_hour']:g}/h ({p['description']}; {p['source']}"
+            + (f", {p['as_of']})" if p.get("as_of") else ")") for key, p in prices["hardware"].items()]
+    return (f"Prices: {'; '.join(used)}. Price table {prices['version']}. {prices['note']}")

@@ -75,3 +75,50 @@ def run_dir(tmp_path):
     root = tmp_path / "run"
     build_run(root)
     return root
+
+
+# A run with known answers for intervals, paired tests and costs: one classification
+# task, 40 examples, one seed, on an H100 priced from bench.cost.
+PLANTED = "planted"
+PLANTED_N = 40
+H100_GPU = "NVIDIA H100 80GB HBM3"
+# strategy -> (prepare_s, predict_s); per-query latency is predict_s / n.
+PLANTED_TIMES = {"prompting": (0.0, 40.0), "rag": (360.0, 4.0), "lora": (3600.0, 20.0)}
+
+
+def planted_output(strategy: str, i: int, target: str) -> str:
+    """lora is always right; rag misses ex0 (wrong label) and ex1 (an off-label answer),
+    so it ties with lora; prompting is right on ex0-ex9 only, a clear difference."""
+    flipped = "no" if target == "yes" else "yes"
+    if strategy == "rag" and i < 2:
+        return flipped if i == 0 else "maybe"
+    if strategy == "prompting" and i >= 10:
+        return flipped
+    return target
+
+
+def build_planted_run(root) -> RunStore:
+    store = RunStore(root)
+    for strategy, (prepare_s, predict_s) in PLANTED_TIMES.items():
+        cell = cell_id(PLANTED, strategy, MODEL, 0)
+        rows = []
+        for i in range(PLANTED_N):
+            target = "yes" if i % 2 == 0 else "no"
+            output = planted_output(strategy, i, target)
+            rows.append({"cell": cell, "task": PLANTED, "strategy": strategy, "model": MODEL, "seed": 0,
+                         "example_id": f"p{i}", "input": f"q{i}", "target": target, "output": output,
+                         "score": float(output == target), "latency_s": predict_s / PLANTED_N,
+                         "prompt_tokens": 10, "completion_tokens": 1, "truncated": False})
+        store.append_rows(rows)
+        store.append_cell({"cell": cell, "task": PLANTED, "strategy": strategy, "model": MODEL, "seed": 0,
+                           "status": "ok", "metric": "accuracy", "n": PLANTED_N, "prepare_s": prepare_s,
+                           "predict_s": predict_s, "peak_memory_mb": 900.0, "device": "cuda", "info": {}})
+    store.write_json("manifest.json", {"name": "planted", "hardware": {"gpu": H100_GPU, "cpu_count": 16}})
+    return store
+
+
+@pytest.fixture
+def planted_dir(tmp_path):
+    root = tmp_path / "planted"
+    build_planted_run(root)
+    return root

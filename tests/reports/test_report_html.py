@@ -47,8 +47,13 @@ def test_content(run_dir):
     assert "adaptbench run: synthetic" in html and "2024-06-01" in html
     assert html.count("<svg") >= 5  # 2 tasks x (bars + scatter) + 1 loss curve
     assert "loss curve" in html and "<polyline" in html
-    assert "lora is most accurate, 1.000; lora is fastest (p50 70 ms)" in html
-    assert "rag is most accurate, 0.667; prompting is fastest (p50 400 ms)" in html
+    # Top two within each other's interval: called a tie, not "most accurate".
+    assert ("lora and rag tie on accuracy (1.00 [1.00, 1.00] vs 0.80 [0.40, 1.00]; difference +0.20 "
+            "[0.00, 0.60], McNemar p=1.000); lora is fastest (p50 70 ms); all cost the same per query "
+            "($0.00992 per 1,000)") in html
+    assert "rag and prompting tie on exact_match (0.67 [0.00, 1.00] vs 0.33 [0.00, 1.00]" in html
+    assert "prompting is fastest (p50 400 ms)" in html
+    assert "Paired comparisons" in html and "Cost and break-even" in html and "Prices" in html
     assert "Retrieval" in html and "flat" in html and "trainable_params = 12345" in html
     assert "CUDA out of memory &#34;&gt;&lt;img" in html and FAILED_ERROR.startswith("CUDA out of memory")
     assert "Manifest" in html and "&#34;name&#34;: &#34;synthetic&#34;" in html

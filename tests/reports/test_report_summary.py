@@ -121,8 +121,11 @@ def test_preferences_and_best(run_dir):
 
 def test_write_summary_files(run_dir):
     paths = write_summary(run_dir)
-    assert {p.name for p in paths.values()} == {"summary.csv", "summary.json", "summary.md"}
-    records = json.loads((run_dir / "summary.json").read_text())
+    assert {p.name for p in paths.values()} == {"summary.csv", "summary.json", "summary.md", "comparisons.csv",
+                                                "break_even.csv"}
+    doc = json.loads((run_dir / "summary.json").read_text())
+    assert set(doc) == {"run", "price_table", "summary", "comparisons", "break_even"}
+    records = doc["summary"]
     failed = [r for r in records if r["status"] == "failed"]
     assert len(records) == 6 and failed[0]["score"] is None and failed[0]["error"] == FAILED_ERROR
     assert (run_dir / "summary.csv").read_text().splitlines()[0].startswith("task,strategy,model,metric")

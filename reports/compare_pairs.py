@@ -1,0 +1,110 @@
+"""Paired comparisons between strategies on the same task, model, seeds and examples.
+
+Two strategies are compared only where both answered the same example under the same
+seed: rows are matched on (seed, example_id), so a strategy run with more seeds or a
+larger `--limit` is not judged on examples the other never saw. Matched pairs are then
+averaged per example over the common seeds (the example is the resampling unit, as in
+`reports.intervals`). The test is `bench.stats.compare_pair`: McNemar's exact test
+plus a paired bootstrap interval when every per-example value is 0/1 (accuracy or
+exact match on one seed, or seeds that agree), the paired bootstrap alone otherwise.
+
+`a` is the side with the higher mean on the matched examples, so `diff` is never
+negative and the verdict reads "<a> better" or "tie".
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.stats import compare_pair
+from reports.frame import RunFrames, ok_rows
+from reports.intervals import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
+
+# Metrics whose per-example values are 0/1, so McNemar's test applies.
+BINARY_METRICS = {"accuracy", "exact_match"}
+ALPHA = 0.05
+COMPARISON_COLUMNS = ["task", "model", "a", "b", "n_seeds", "n", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
+                      "p_value", "test", "verdict"]
+
+
+def metric_by_task(frames: RunFrames) -> dict[str, str]:
+    cells = frames.cells
+    if cells.empty or "metric" not in cells:
+        return {}
+    return {t: m for t, m in zip(cells["task"], cells["metric"]) if isinstance(m, str)}
+
+
+def _paired(rows: pd.DataFrame, a: str, b: str) -> tuple[pd.DataFrame, int]:
+    """Per-example mean scores of a and b over their matched (seed, example) pairs."""
+    left = rows[rows["strategy"] == a][["seed", "example_id", "score"]]
+    right = rows[rows["strategy"] == b][["seed", "example_id", "score"]]
+    both = left.merge(right, on=["seed", "example_id"], suffixes=("_a", "_b")).dropna()
+    per_example = both.groupby("example_id", sort=False)[["score_a", "score_b"]].mean()
+    return per_example, int(both["seed"].nunique())
+
+
+def _is_binary(metric: str | None, values: np.ndarray) -> bool:
+    return metric in BINARY_METRICS and bool(np.isin(values, (0.0, 1.0)).all())
+
+
+def compare_two(rows: pd.DataFrame, a: str, b: str, metric: str | None) -> dict[str, Any] | None:
+    """The comparison of strategies a and b within one task and model; None when they
+    share no (seed, example)."""
+    per_example, n_seeds = _paired(rows, a, b)
+    if per_example.empty:
+        return None
+    x, y = per_example["score_a"].to_numpy(), per_example["score_b"].to_numpy()
+    if y.mean() > x.mean():  # orient so a leads and diff reads as a gain
+        a, b, x, y = b, a, y, x
+    binary = _is_binary(metric, np.concatenate([x, y]))
+    res = compare_pair(x, y, binary=binary, seed=BOOTSTRAP_SEED, n_resamples=N_RESAMPLES,
+                       confidence=CONFIDENCE, alpha=ALPHA)
+    verdict = {"a better": f"{a} better", "b better": f"{b} better"}.get(res["verdict"], "tie")
+    return {"a": a, "b": b, "n_seeds": n_seeds, "n": res["n"], "mean_a": float(x.mean()),
+            "mean_b": float(y.mean()), "diff": res["diff"], "ci_low": res["ci"][0], "ci_high": res["ci"][1],
+            "p_value": res["p_value"], "test": res["test"], "verdict": verdict}
+
+
+def compare_strategies(frames: RunFrames) -> pd.DataFrame:
+    """Every pair of strategies per (task, model), finished cells only."""
+    rows = ok_rows(frames)
+    metrics = metric_by_task(frames)
+    out: list[dict[str, Any]] = []
+    for (task, model), group in rows.groupby(["task", "model"], sort=False):
+        strategies = list(dict.fromkeys(group["strategy"]))
+        for a, b in itertools.combinations(strategies, 2):
+            found = compare_two(group, a, b, metrics.get(task))
+            if found:
+                out.append({"task": task, "model": model, **found})
+    return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
+
+
+def find(comparisons: pd.DataFrame, task: str, model: str, x: str, y: str) -> dict[str, Any] | None:
+    """The comparison of x and y (either orientation) in a task and model."""
+    if comparisons.empty:
+        return None
+    hit = comparisons[(comparisons["task"] == task) & (comparisons["model"] == model)
+                      & (((comparisons["a"] == x) & (comparisons["b"] == y))
+                         | ((comparisons["a"] == y) & (comparisons["b"] == x)))]
+    return hit.iloc[0].to_dict() if len(hit) else None
+
+
+def fmt_p(p: Any) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "–"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def evidence(c: dict[str, Any]) -> str:
+    """"+0.31 [0.22, 0.40], McNemar p=0.001": the difference, its interval and test."""
+    text = f"{c['diff']:+.2f} [{c['ci_low']:.2f}, {c['ci_high']:.2f}]"
+    return f"{text}, McNemar {fmt_p(c['p_value'])}" if c["test"] == "mcnemar" else f"{text}, paired bootstrap"
+
+
+def describe(c: dict[str, Any]) -> str:
+    """"rag vs prompting: +0.31 [0.22, 0.40], McNemar p=0.001 -> rag better"."""
+    return f"{c['a']} vs {c['b']}: {evidence(c)} -> {c['verdict']} (n={c['n']})"

@@ -1,0 +1,164 @@
+"""Throughput, cost and break-even columns from the summary and the run's manifest.
+
+The hardware is priced from the manifest (`hardware.gpu`, `hardware.cpu_count`) with
+`bench.cost`'s default list prices; a run may pin them with an optional manifest
+section `cost: {hardware: <price-table key>, usd_per_hour: <float>, monthly_volumes:
+[...]}`. Throughput is measured, not assumed: total test queries over total predict
+seconds of the finished seeds (at the configured batch size), and a rented machine is
+paid whether busy or not, so cost per query is price / throughput. Preparation (an index
+build, a LoRA run) is the fixed cost that break-even weighs against per-query cost.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Sequence
+
+import pandas as pd
+
+from bench.cost import (HARDWARE_PRICES, PRICE_TABLE_VERSION, break_even, cost_per_1k_queries,
+                        detect_hardware_key, prepare_cost, price_per_hour, total_cost)
+from bench.errors import BenchError
+from reports.frame import NOT_OK, is_missing
+
+COST_COLUMNS = ["hardware", "price_usd_per_hour", "prepare_cost_usd", "cost_per_1k_usd"]
+DEFAULT_VOLUMES = (10_000, 100_000, 1_000_000)
+BREAK_EVEN_COLUMNS = ["task", "model", "a", "b", "prepare_cost_a_usd", "prepare_cost_b_usd", "cost_per_1k_a_usd",
+                      "cost_per_1k_b_usd", "queries", "meaning"]
+
+
+def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
+    cost = manifest.get("cost")
+    return cost if isinstance(cost, dict) else {}
+
+
+def hardware_key(manifest: dict[str, Any], device: Any) -> str | None:
+    """Price-table key for a cell that ran on `device` ("cpu", "cuda", ...).
+
+    A CPU cell is priced as a CPU instance of the machine's size even on a GPU host; an
+    accelerator the table does not know gives None (unknown cost, not a CPU price).
+    """
+    pinned = _settings(manifest).get("hardware")
+    if isinstance(pinned, str) and pinned:
+        return pinned
+    hw = manifest.get("hardware") if isinstance(manifest.get("hardware"), dict) else {}
+    gpu, cpus = hw.get("gpu"), hw.get("cpu_count")
+    dev = device.lower() if isinstance(device, str) else ""
+    if dev.startswith("cpu") or (not dev and not gpu):
+        return detect_hardware_key(None, cpus if isinstance(cpus, int) else None)
+    return detect_hardware_key(gpu) if isinstance(gpu, str) and gpu else None
+
+
+def hourly_price(manifest: dict[str, Any], key: str | None) -> float:
+    pinned = _settings(manifest).get("usd_per_hour")
+    if isinstance(pinned, (int, float)) and not isinstance(pinned, bool):
+        return float(pinned)
+    try:
+        return price_per_hour(key)
+    except KeyError as exc:  # a pinned key with a typo
+        raise BenchError(f"manifest cost.hardware: {exc.args[0]}") from exc
+
+
+def monthly_volumes(manifest: dict[str, Any]) -> list[int]:
+    given = _settings(manifest).get("monthly_volumes")
+    if isinstance(given, list) and given and all(isinstance(v, (int, float)) and v >= 0 for v in given):
+        return [int(v) for v in given]
+    return list(DEFAULT_VOLUMES)
+
+
+def add_costs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """The summary with `COST_COLUMNS` filled from `queries_per_s`, `prepare_s` and `device`."""
+    out = summary.copy()
+    keys = [hardware_key(manifest, d) for d in out["device"]] if len(out) else []
+    prices = [hourly_price(manifest, k) for k in keys]
+    out["hardware"] = keys
+    out["price_usd_per_hour"] = prices
+    out["prepare_cost_usd"] = [math.nan if is_missing(s) or is_missing(p) else prepare_cost(s, p)
+                               for s, p in zip(out["prepare_s"], prices)]
+    out["cost_per_1k_usd"] = [math.nan if is_missing(q) else cost_per_1k_queries(q, p)
+                              for q, p in zip(out["queries_per_s"], prices)]
+    return out
+
+
+def price_table(summary: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The prices used, with source and date, for the JSON and the HTML."""
+    pinned = _settings(manifest).get("usd_per_hour") is not None
+    used = {}
+    for key in dict.fromkeys(k for k in summary.get("hardware", []) if isinstance(k, str)):
+        entry = HARDWARE_PRICES.get(key)
+        default = entry is not None and not pinned
+        used[key] = {"usd_per_hour": hourly_price(manifest, key),
+                     "description": entry.description if entry else key,
+                     "source": entry.source if default else "pinned in the run's manifest (cost.usd_per_hour)",
+                     "as_of": entry.as_of if default else None, "default_list_price": default}
+    return {"version": PRICE_TABLE_VERSION, "hardware": used, "monthly_volumes": monthly_volumes(manifest),
+            "note": ("Pinned in the run's manifest." if pinned else "Default on-demand list prices from "
+                     "bench.cost, not quotes: override them for your own rates.")
+                    + " Cost per query assumes the machine is paid for all the time it serves."}
+
+
+def fmt_usd(value: Any, floor: float = 1e-6) -> str:
+    """Dollars readable at any scale: $1,234 / $12.34 / $0.00992 / $0.0000496; below
+    `floor` (the terminal passes 0.001 to stay narrow) as "<$floor"."""
+    if is_missing(value):
+        return "–"
+    v = float(value)
+    if math.isinf(v):
+        return "∞"
+    if v == 0:
+        return "$0"
+    if v < floor:
+        return f"<${floor:f}".rstrip("0")
+    if v >= 1:
+        return f"${v:,.0f}" if v >= 100 else f"${v:.2f}"
+    # Three significant digits in fixed notation: "$4.96e-05" reads badly in a cost column.
+    return f"${v:.{2 - math.floor(math.log10(v))}f}"
+
+
+def fmt_queries(q: float) -> str:
+    # Break-even is "after N queries": round up, but not 4000.0000001 to 4001.
+    return f"{math.ceil(round(q, 6)):,}"
+
+
+def _meaning(a: str, b: str, fa: float, fb: float, qa: float, qb: float, q: float | None) -> str:
+    if q is not None and math.isnan(q):
+        return "unknown: a prepare time, throughput or hardware price is missing"
+    if fa == fb:
+        if qa == qb:
+            return "same cost at every volume"
+        return f"same fixed cost; {a if qa < qb else b} is cheaper at every volume"
+    if q is None:
+        return f"never: {a} is cheaper at every volume ({b} costs more up front and no less per query)"
+    return f"{b} (higher fixed cost) becomes cheaper than {a} after {fmt_queries(q)} queries"
+
+
+def break_even_frame(summary: pd.DataFrame) -> pd.DataFrame:
+    """Each pair of finished strategies per (task, model); b is the one with the higher
+    prepare cost, `queries` the volume after which it is cheaper overall (None: never)."""
+    out: list[dict[str, Any]] = []
+    ok = summary[~summary["status"].astype(str).isin(NOT_OK)] if len(summary) else summary
+    for (task, model), rows in ok.groupby(["task", "model"], sort=False):
+        for x, y in itertools.combinations(rows.to_dict(orient="records"), 2):
+            fx, fy = float(x["prepare_cost_usd"]), float(y["prepare_cost_usd"])
+            if fy < fx:
+                x, y, fx, fy = y, x, fy, fx
+            qx, qy = float(x["cost_per_1k_usd"]) / 1000.0, float(y["cost_per_1k_usd"]) / 1000.0
+            q = break_even(fx, qx, fy, qy)
+            out.append({"task": task, "model": model, "a": x["strategy"], "b": y["strategy"],
+                        "prepare_cost_a_usd": fx, "prepare_cost_b_usd": fy, "cost_per_1k_a_usd": qx * 1000,
+                        "cost_per_1k_b_usd": qy * 1000, "queries": None if q is None or math.isnan(q) else q,
+                        "meaning": _meaning(x["strategy"], y["strategy"], fx, fy, qx, qy, q)})
+    return pd.DataFrame(out, columns=BREAK_EVEN_COLUMNS)
+
+
+def monthly_totals(rows: pd.DataFrame, volumes: Sequence[int]) -> list[dict[str, Any]]:
+    """Per strategy row: prepare cost once plus serving cost at each monthly volume."""
+    out = []
+    for r in rows.to_dict(orient="records"):
+        fixed, per_1k = r.get("prepare_cost_usd"), r.get("cost_per_1k_usd")
+        if is_missing(fixed) or is_missing(per_1k):
+            totals = [math.nan] * len(volumes)
+        else:
+            totals = total_cost(fixed, per_1k / 1000.0, volumes)
+        out.append({"strategy": r["strategy"], "model": r["model"], "totals": totals})
+    return out
