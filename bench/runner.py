@@ -77,13 +77,14 @@ class Runner:
         manifest = build_manifest(cfg.to_dict(), {"run": cfg.name, "models": {}, "tasks": {}})
         self.store.write_json("manifest.json", manifest)
         done = self._done_cells()
+        # Tasks first: a bad data file stops the run before a model is loaded.
+        tasks = [self._load_task(name) for name in cfg.tasks]
         with self._phases() as phases:
             for model_name in cfg.models:
                 handle = self._load_model(model_name)
                 manifest["models"][model_name] = {"fingerprint": handle.fingerprint, "device": handle.device,
                                                   **handle.extra}
-                for task_name in cfg.tasks:
-                    task = self._load_task(task_name)
+                for task in tasks:
                     manifest["tasks"][task.name] = {
                         "fingerprint": task.fingerprint(), "source": task.source,
                         "sizes": {s: len(task.split(s)) for s in ("train", "validation", "test")},
