@@ -1,61 +1,34 @@
-"""report.html: one self-contained, script-free, printable page per run.
+"""report.html: one self-contained, printable page per run, read top to bottom.
 
-Safety: model outputs and user data are hostile text. Jinja autoescapes everything
-(`autoescape=True`, not by extension); SVG is built with `Markup.format`, which escapes
-too; and the page carries a Content-Security-Policy with `default-src 'none'`, so even
-an escaping bug could run no script and fetch nothing. The one inline <style> is
-allowed by its sha256 hash instead of 'unsafe-inline'.
+First a verdict per task (which strategy to choose and why, ties called ties), then per
+task the side-by-side table, the decision charts (accuracy against cost with dominated
+cells marked, latency distributions, total cost against query volume with break-even),
+the paired comparisons and costs, LoRA loss curves, RAG retrieval, and a drill-down of
+every example with filters; the manifest last. Escaping and the Content-Security-Policy
+are `reports.page`'s; the only script is the drill-down's filter (`drill.js`).
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
 
 from bench.store import RunStore
-from reports import svg
+from reports import charts, svg
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
-from reports.frame import RunFrames, best_index, is_missing, load_run
+from reports.drill import DRILL_LIMIT, drill
+from reports.frame import RunFrames, best_index, is_missing, load_run, ok_rows
 from reports.markdown import fmt_ci, price_line
+from reports.page import clip, fmt_num, render
 from reports.summary import NOT_OK, summarize
 from reports.verdict import verdict
 
-TEMPLATES = Path(__file__).parent / "templates"
-DRILL_LIMIT = 50  # examples per task; more makes the file heavy and nobody reads them
-TEXT_LIMIT = 300
-RAG_KEYS = ("index_type", "n_chunks")
-
-
-def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters["num"] = fmt_num
-    env.filters["usd"] = fmt_usd
-    return env
-
-
-def fmt_num(value: Any, spec: str = "{:.3f}") -> str:
-    if is_missing(value):
-        return "–"
-    try:
-        return spec.format(float(value))
-    except (TypeError, ValueError):
-        return str(value)
-
-
-def clip(value: Any, limit: int = TEXT_LIMIT) -> str:
-    if is_missing(value):
-        return ""
-    text = " | ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-    return text if len(text) <= limit else text[:limit] + "…"
+__all__ = ["DRILL_LIMIT", "render_html", "render_html_text", "report_context"]
+RAG_KEYS = ("index_type", "index", "n_chunks", "k", "mode")
 
 
 def _labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -65,34 +38,8 @@ def _labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
             for r in rows.itertuples()}
 
 
-def _drill(frames: RunFrames, task: str, labels: dict) -> dict[str, Any]:
-    """Examples x strategies: input, target, and each strategy's output with a mark.
-    With several seeds the lowest seed stands for the cell (outputs differ little)."""
-    rows = frames.rows[frames.rows["task"] == task]
-    if rows.empty:
-        return {"columns": [], "examples": [], "total": 0}
-    rows = rows.sort_values("seed", kind="stable").drop_duplicates(["strategy", "model", "example_id"])
-    columns = [lab for key, lab in labels.items() if ((rows["strategy"] == key[0]) & (rows["model"] == key[1])).any()]
-    ids = list(dict.fromkeys(rows["example_id"]))
-    examples = []
-    for ex_id in ids[:DRILL_LIMIT]:
-        ex = rows[rows["example_id"] == ex_id]
-        outs = {labels[(r.strategy, r.model)]: r for r in ex.itertuples()}
-        cells = []
-        for lab in columns:
-            r = outs.get(lab)
-            score = None if r is None or is_missing(r.score) else float(r.score)
-            mark = "" if score is None else "✓" if score >= 1 else "✗" if score <= 0 else f"{score:.2f}"
-            cls = "" if score is None else "right" if score >= 1 else "wrong" if score <= 0 else "partial"
-            cells.append({"output": clip(None if r is None else r.output), "mark": mark, "cls": cls})
-        first = ex.iloc[0]
-        examples.append({"id": str(ex_id), "input": clip(first["input"]), "target": clip(first["target"]),
-                         "cells": cells})
-    return {"columns": columns, "examples": examples, "total": len(ids)}
-
-
 def _loss_charts(cells: pd.DataFrame, labels: dict) -> list[Any]:
-    charts = []
+    charts_ = []
     for c in cells.itertuples():
         curve = c.info.get("loss_curve") if isinstance(c.info, dict) else None
         if not isinstance(curve, list) or not curve:
@@ -105,25 +52,35 @@ def _loss_charts(cells: pd.DataFrame, labels: dict) -> list[Any]:
                 series.append((key, pts))
         if series:
             name = f"{labels.get((c.strategy, c.model), c.strategy)} seed {fmt_num(c.seed, '{:.0f}')}"
-            charts.append({"name": name, "svg": svg.line_chart(series, f"loss curve: {name}", "step", "loss")})
-    return charts
+            best = c.info.get("best_step")
+            note = f"best validation loss at step {best}" if not is_missing(best) else ""
+            if c.info.get("stopped_early"):
+                note += " · stopped early"
+            charts_.append({"name": name, "note": note,
+                            "svg": svg.line_chart(series, f"loss curve: {name}", "step", "loss")})
+    return charts_
 
 
-def _facts(cells: pd.DataFrame, rows: pd.DataFrame, labels: dict) -> tuple[list, list]:
-    """RAG cells' index facts, and every cell's other scalar `info` facts."""
+def _facts(cells: pd.DataFrame, rows: pd.DataFrame, labels: dict) -> tuple[list, list, Any]:
+    """RAG cells' retrieval facts with a recall@k chart, and every cell's other scalar facts."""
     recall = {(r.strategy, r.model): r.recall_at_k for r in rows.itertuples()}
-    rag, facts = [], []
+    rag, facts, bars = [], [], []
     for c in cells.itertuples():
         info = c.info if isinstance(c.info, dict) else {}
         label = labels.get((c.strategy, c.model), str(c.strategy))
-        if c.strategy == "rag" or any(k in info for k in RAG_KEYS):
-            rag.append({"label": label, "seed": fmt_num(c.seed, "{:.0f}"), "index_type": info.get("index_type", "–"),
-                        "n_chunks": info.get("n_chunks", "–"), "recall": fmt_num(recall.get((c.strategy, c.model)))})
+        if c.strategy == "rag" or any(k in info for k in ("index_type", "n_chunks")):
+            value = recall.get((c.strategy, c.model))
+            rag.append({"label": label, "seed": fmt_num(c.seed, "{:.0f}"), "mode": info.get("mode", "–"),
+                        "index_type": info.get("index_type", info.get("index", "–")),
+                        "n_chunks": info.get("n_chunks", "–"), "k": info.get("k", "–"), "recall": fmt_num(value)})
+            if not is_missing(value) and (label, value) not in bars:
+                bars.append((label, float(value)))
         scalars = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) and k not in RAG_KEYS}
         if scalars:
             facts.append({"label": label, "seed": fmt_num(c.seed, "{:.0f}"),
                           "items": [(k, clip(v, 120)) for k, v in scalars.items()]})
-    return rag, facts
+    chart = svg.bar_chart(bars, "recall@k: share of questions whose gold document was retrieved") if bars else None
+    return rag, facts, chart
 
 
 def _run_date(frames: RunFrames) -> str:
@@ -141,19 +98,55 @@ def _run_date(frames: RunFrames) -> str:
 def _volume(b: dict[str, Any]) -> str:
     if not is_missing(b["queries"]):
         return fmt_queries(b["queries"])
-    return "never" if b["meaning"].startswith("never") else "–"
+    return "never" if str(b["meaning"]).startswith("never") else "–"
 
 
 def _costs(rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame, breaks: pd.DataFrame,
            volumes: list[int]) -> dict[str, Any]:
-    """A task's comparisons, break-even rows and monthly totals, formatted for the page."""
+    """A task's comparisons, break-even rows, monthly totals and cost chart."""
     task = rows["task"].iloc[0]
     pairs = comparisons[comparisons["task"] == task].to_dict(orient="records")
     even = [dict(b, volume=_volume(b)) for b in breaks[breaks["task"] == task].to_dict(orient="records")]
     ok = rows[~rows["status"].isin(NOT_OK)]
     totals = [{"label": labels[(t["strategy"], t["model"])], "totals": [fmt_usd(v) for v in t["totals"]]}
               for t in monthly_totals(ok, volumes)]
-    return {"comparisons": pairs, "break_even": even, "totals": totals}
+    lines = [(labels[(r.strategy, r.model)], r.prepare_cost_usd,
+              None if is_missing(r.cost_per_1k_usd) else r.cost_per_1k_usd / 1000.0) for r in rows.itertuples()]
+    crossings = [(float(b["queries"]), f"{b['b']} < {b['a']} after {charts.volume(float(b['queries']))}")
+                 for b in even if not is_missing(b["queries"]) and float(b["queries"]) > 0]
+    chart = charts.cost_lines(lines, crossings, f"total cost against queries served, {task}")
+    return {"comparisons": pairs, "break_even": even, "totals": totals, "cost_chart": chart}
+
+
+def _decision_charts(frames: RunFrames, rows: pd.DataFrame, labels: dict, metric: str) -> dict[str, Any]:
+    task = rows["task"].iloc[0]
+    order = list(rows.itertuples())
+    pareto = charts.pareto([(labels[(r.strategy, r.model)], r.cost_per_1k_usd, r.score, r.score_ci_low,
+                             r.score_ci_high) for r in order], f"{metric} against cost per query, {task}", metric)
+    done = ok_rows(frames)
+    done = done[done["task"] == task] if not done.empty else done
+    series = []
+    for r in order:
+        mine = done[(done["strategy"] == r.strategy) & (done["model"] == r.model)] if not done.empty else done
+        series.append((labels[(r.strategy, r.model)], (mine["latency_s"].dropna() * 1000.0).tolist()))
+    latency = charts.latency_strips(series, f"latency per query, {task}")
+    return {"pareto": pareto, "latency": latency}
+
+
+def _table(rows: pd.DataFrame, labels: dict) -> list[dict[str, Any]]:
+    """Summary rows for the page, each with its place on the cost/accuracy frontier."""
+    best = best_index(rows[rows["status"] == "ok"], "score")
+    order = list(rows.itertuples())
+    dom = charts.dominated([(r.cost_per_1k_usd, r.score) for r in order])
+    out = []
+    for r, d in zip(order, dom):
+        if is_missing(r.score) or is_missing(r.cost_per_1k_usd):
+            place = "–"
+        else:
+            place = "frontier" if d is None else f"dominated by {labels[(order[d].strategy, order[d].model)]}"
+        out.append(dict(r._asdict(), label=labels[(r.strategy, r.model)], best=r.Index == best,
+                        ci=fmt_ci(r.score_ci_low, r.score_ci_high), pareto=place))
+    return out
 
 
 def report_context(frames: RunFrames, summary: pd.DataFrame,
@@ -162,32 +155,23 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
     breaks = break_even_frame(summary)
     prices = price_table(summary, frames.manifest)
     tasks = []
-    for task, rows in summary.groupby("task", sort=False):
+    for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):
         labels = _labels(rows)
-        best = best_index(rows[rows["status"] == "ok"], "score")
-        table = [dict(r._asdict(), label=labels[(r.strategy, r.model)], best=r.Index == best,
-                      ci=fmt_ci(r.score_ci_low, r.score_ci_high)) for r in rows.itertuples()]
+        table = _table(rows, labels)
         cells = frames.cells[frames.cells["task"] == task] if not frames.cells.empty else frames.cells
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
-        bars = svg.bar_chart([(labels[(r.strategy, r.model)], r.score) for r in rows.itertuples()],
-                             f"{metric} per strategy, {task}")
-        points = svg.scatter([(labels[(r.strategy, r.model)], r.latency_p50_ms, r.score) for r in rows.itertuples()],
-                             f"{metric} against latency, {task}", "latency p50 (ms)", metric)
-        rag, facts = _facts(cells, rows, labels)
-        tasks.append({"name": str(task), "metric": metric, "table": table,
+        rag, facts, recall_chart = _facts(cells, rows, labels)
+        tasks.append({"name": str(task), "anchor": f"task-{i}", "metric": metric, "table": table,
                       "verdict": verdict(rows, labels, metric, comparisons, breaks),
                       "has_macro_f1": bool(rows["macro_f1"].notna().any()),
-                      "bars": bars, "scatter": points, "losses": _loss_charts(cells, labels), "rag": rag,
-                      "facts": facts, "drill": _drill(frames, task, labels),
+                      **_decision_charts(frames, rows, labels, metric),
+                      "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
+                      "facts": facts, "drill": drill(frames, task, labels, i),
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"])})
-    css = (TEMPLATES / "report.css").read_text(encoding="utf-8")
-    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
-    csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src data:; "
-           "base-uri 'none'; form-action 'none'")
-    return {"name": frames.name, "date": _run_date(frames), "tasks": tasks, "css": css, "csp": csp,
+    return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,
             "manifest": json.dumps(frames.manifest, indent=2, ensure_ascii=False, default=str),
-            "drill_limit": DRILL_LIMIT, "volumes": [f"{v:,}" for v in prices["monthly_volumes"]],
+            "volumes": [f"{v:,}" for v in prices["monthly_volumes"]],
             "prices": prices, "price_line": price_line(prices) if prices["hardware"] else None}
 
 
@@ -195,9 +179,7 @@ def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
                      comparisons: pd.DataFrame | None = None) -> str:
     summary = summarize(frames) if summary is None else summary
     ctx = report_context(frames, summary, comparisons)
-    # The stylesheet is ours, not data; Markup keeps its bytes exactly as hashed.
-    ctx["css"] = Markup(ctx["css"])
-    return _env().get_template("report.html.j2").render(**ctx)
+    return render("report.html.j2", "report.css", ("drill.js",), **ctx)
 
 
 def render_html(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,

@@ -63,19 +63,24 @@ def bar_chart(items: Sequence[tuple[str, float]], title: str, vmax: float = 1.0)
     return _svg(20 + row * max(len(items), 1), title, body)
 
 
+def tick(t: float) -> str:
+    return f"{round(t, 6):g}"
+
+
 def _axes(xt: list[float], yt: list[float], sx, sy, x_label: str, y_label: str,
-          box: tuple[int, int, int, int]) -> list[Markup]:
+          box: tuple[int, int, int, int], fx=tick, fy=tick) -> list[Markup]:
+    """Frame, grid, tick labels (formatted by `fx`/`fy`) and axis titles."""
     x0, y0, x1, y1 = box
     out = [Markup('<rect x="{}" y="{}" width="{}" height="{}" fill="none" stroke="#bbb"/>').format(
         x0, y1, x1 - x0, y0 - y1)]
     for t in xt:
         out.append(Markup('<line x1="{x:.1f}" x2="{x:.1f}" y1="{a}" y2="{b}" stroke="#eee"/>'
-                          '<text x="{x:.1f}" y="{ty}" text-anchor="middle">{t:g}</text>').format(
-            x=sx(t), a=y0, b=y1, ty=y0 + 15, t=round(t, 6)))
+                          '<text x="{x:.1f}" y="{ty}" text-anchor="middle">{t}</text>').format(
+            x=sx(t), a=y0, b=y1, ty=y0 + 15, t=fx(t)))
     for t in yt:
         out.append(Markup('<line x1="{a}" x2="{b}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>'
-                          '<text x="{tx}" y="{y:.1f}" text-anchor="end" dy="4">{t:g}</text>').format(
-            a=x0, b=x1, y=sy(t), tx=x0 - 5, t=round(t, 6)))
+                          '<text x="{tx}" y="{y:.1f}" text-anchor="end" dy="4">{t}</text>').format(
+            a=x0, b=x1, y=sy(t), tx=x0 - 5, t=fy(t)))
     out.append(Markup('<text x="{x}" y="{y}" text-anchor="middle">{t}</text>').format(
         x=(x0 + x1) // 2, y=y0 + 32, t=x_label))
     out.append(Markup('<text x="14" y="{y}" text-anchor="middle" transform="rotate(-90 14 {y})">{t}</text>')
@@ -131,6 +136,8 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], titl
                            '<rect x="{lx}" y="8" width="12" height="12" fill="{c}"/>'
                            '<text x="{tx}" y="18">{n}</text>').format(
             p=coords, c=color(i), lx=70 + i * 140, tx=86 + i * 140, n=_short(name, 18)))
-        for x, y in pts if len(pts) == 1 else []:  # a single point is invisible as a line
+        # A single point is invisible as a line; a sparse series (validation loss every
+        # eval_every steps) reads better with its measured points marked.
+        for x, y in pts if len(pts) <= 12 else []:
             body.append(Markup('<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"/>').format(sx(x), sy(y), color(i)))
     return _svg(300, title, body)

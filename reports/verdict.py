@@ -3,6 +3,8 @@
 A difference is called only when the paired comparison calls it: two strategies whose
 interval of the difference contains 0 (or whose McNemar p is at least 0.05) "tie",
 whatever their point scores say, because readers act on the words, not the decimals.
+Every strategy that ties with the leader is named in the tie; without a paired test
+(different models) overlapping score intervals are a tie.
 Accuracy is then set beside speed, cost per query and the break-even volume between
 the most accurate strategy and the cheapest one, which is the trade-off a team weighs.
 """
@@ -26,6 +28,35 @@ def score_with_ci(row: Any) -> str:
     return f"{text} [{float(row['score_ci_low']):.2f}, {float(row['score_ci_high']):.2f}]"
 
 
+def _overlap(x: Any, y: Any) -> bool:
+    """Whether two rows' score intervals overlap (False when either is missing)."""
+    lows, highs = (x.get("score_ci_low"), y.get("score_ci_low")), (x.get("score_ci_high"), y.get("score_ci_high"))
+    if any(is_missing(v) for v in (*lows, *highs)):
+        return False
+    return float(lows[0]) <= float(highs[1]) and float(lows[1]) <= float(highs[0])
+
+
+def _ties(top: Any, others: pd.DataFrame, comparisons: pd.DataFrame | None) -> list[tuple[Any, dict | None]]:
+    """The rows that tie with `top`, each with its paired comparison (None if unpaired).
+
+    Same model: the paired test decides (it is the sharper instrument: two marginal
+    intervals can overlap while the paired difference is clear). Different models or no
+    shared examples: overlapping intervals are a tie, as nothing sharper is available.
+    """
+    out = []
+    for _, row in others.iterrows():
+        pair = None
+        if comparisons is not None and top["model"] == row["model"]:
+            pair = find(comparisons, top["task"], top["model"], top["strategy"], row["strategy"])
+        if (pair["verdict"] == "tie") if pair is not None else _overlap(top, row):
+            out.append((row, pair))
+    return out
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def _accuracy(ok: pd.DataFrame, labels: dict, comparisons: pd.DataFrame | None, metric: str) -> str | None:
     ranked = ok.dropna(subset=["score"]).sort_values("score", ascending=False, kind="stable")
     if ranked.empty:
@@ -34,16 +65,21 @@ def _accuracy(ok: pd.DataFrame, labels: dict, comparisons: pd.DataFrame | None, 
     name = labels[(top["strategy"], top["model"])]
     if len(ranked) < 2:
         return f"{name} is most accurate, {score_with_ci(top)}"
+    tied = _ties(top, ranked.iloc[1:], comparisons)
+    if tied:
+        names = [name] + [labels[(r["strategy"], r["model"])] for r, _ in tied]
+        scores = " vs ".join(score_with_ci(r) for r in [top] + [r for r, _ in tied])
+        pair = tied[0][1]
+        why = f"; difference {evidence(pair)}" if len(tied) == 1 and pair is not None else (
+            "; intervals overlap" if len(tied) == 1 else "")
+        return f"{_names(names)} tie on {metric} ({scores}{why})"
     second = ranked.iloc[1]
     other = labels[(second["strategy"], second["model"])]
     pair = None
     if comparisons is not None and top["model"] == second["model"]:
         pair = find(comparisons, top["task"], top["model"], top["strategy"], second["strategy"])
-    if pair is None:  # different models, or no shared examples: no paired test to lean on
+    if pair is None:  # different models, intervals apart: no paired test to quote
         return f"{name} is most accurate, {score_with_ci(top)} (next: {other}, {score_with_ci(second)})"
-    if pair["verdict"] == "tie":
-        return (f"{name} and {other} tie on {metric} ({score_with_ci(top)} vs {score_with_ci(second)}; "
-                f"difference {evidence(pair)})")
     return (f"{name} is most accurate, {score_with_ci(top)}, ahead of {other} "
             f"({score_with_ci(second)}; difference {evidence(pair)})")
 
@@ -56,6 +92,19 @@ def _cheapest(ok: pd.DataFrame) -> list:
     return list(costs.index[np.isclose(costs.to_numpy(), costs.min(), rtol=1e-9, atol=0.0)])
 
 
+def _times(ok: pd.DataFrame, cheap: Any, labels: dict) -> str:
+    """", 5.7x less than rag": how much cheaper than the most accurate strategy."""
+    best = best_index(ok, "score")
+    if best is None or best == cheap:
+        return ""
+    hi, lo = ok.at[best, "cost_per_1k_usd"], ok.at[cheap, "cost_per_1k_usd"]
+    if is_missing(hi) or is_missing(lo) or float(lo) <= 0:
+        return ""
+    ratio = float(hi) / float(lo)
+    text = f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.1f}x"
+    return f", {text} less than {labels[(ok.at[best, 'strategy'], ok.at[best, 'model'])]}"
+
+
 def _cost(ok: pd.DataFrame, labels: dict) -> str | None:
     cheap = _cheapest(ok)
     if not cheap:
@@ -63,7 +112,7 @@ def _cost(ok: pd.DataFrame, labels: dict) -> str | None:
     price = fmt_usd(ok.at[cheap[0], "cost_per_1k_usd"])
     names = [labels[(ok.at[i, "strategy"], ok.at[i, "model"])] for i in cheap]
     if len(names) == 1:
-        return f"{names[0]} is cheapest per query ({price} per 1,000)"
+        return f"{names[0]} is cheapest per query ({price} per 1,000{_times(ok, cheap[0], labels)})"
     if len(names) == len(ok):
         return f"all cost the same per query ({price} per 1,000)"
     return f"{' and '.join(names)} are cheapest per query ({price} per 1,000)"

@@ -122,7 +122,7 @@ def test_html_costs_and_verdict(planted_dir):
     html = render_html(planted_dir).read_text()
     assert ("lora and rag tie on accuracy (1.00 [1.00, 1.00] vs 0.95 [0.88, 1.00]; difference +0.05 "
             "[0.00, 0.12], McNemar p=0.500); rag is fastest (p50 100 ms); rag is cheapest per query "
-            "($0.0831 per 1,000); break-even: never: rag is cheaper at every volume") in html
+            "($0.0831 per 1,000, 5.0x less than lora); break-even: never: rag is cheaper at every volume") in html
     assert "rag (higher fixed cost) becomes cheaper than prompting after 400 queries" in html
     assert "<td>lora better</td>" in html and "<td>tie</td>" in html
     # First-month totals: rag = 0.299 + volume x 0.0000831 -> $1.13, $8.60, $83.35.

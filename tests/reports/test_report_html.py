@@ -3,7 +3,10 @@ import hashlib
 import re
 
 from bench.store import RunStore, cell_id
-from reports.html import DRILL_LIMIT, render_html
+from reports.charts import dominated, volume
+from reports.drill import DRILL_LIMIT, matches, presets
+from reports.html import render_html
+from reports.page import TEMPLATES
 
 from conftest import FAILED_ERROR, QA, SENTIMENT
 
@@ -14,25 +17,34 @@ def _html(run_dir):
     return path.read_text(encoding="utf-8")
 
 
+def _digest(text):
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
 def test_hostile_strings_are_escaped(run_dir):
     html = _html(run_dir)
-    assert "<script" not in html.lower()
+    # The one script on the page is ours, byte for byte; no data opened another.
+    scripts = re.findall(r"<script\b[^>]*>(.*?)</script>", html, re.S | re.I)
+    assert scripts == [(TEMPLATES / "drill.js").read_text()]
+    assert html.lower().count("<script") == 1
     assert "<img" not in html.lower()
     assert "onerror=alert(1)&gt;" in html  # the text is shown, as text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
 
-def test_strict_csp_allows_exactly_the_inline_style(run_dir):
+def test_strict_csp_allows_exactly_the_inline_style_and_script(run_dir):
     html = _html(run_dir)
     csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html).group(1)
     csp = csp.replace("&#39;", "'")
     assert csp.startswith("default-src 'none';") and "img-src data:" in csp
-    assert "unsafe-inline" not in csp and "script-src" not in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
     styles = re.findall(r"<style>(.*?)</style>", html, re.S)
-    assert len(styles) == 1
-    digest = base64.b64encode(hashlib.sha256(styles[0].encode()).digest()).decode()
-    assert f"style-src 'sha256-{digest}'" in csp
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    assert len(styles) == 1 and len(scripts) == 1
+    assert f"style-src 'sha256-{_digest(styles[0])}';" in csp
+    assert f"script-src 'sha256-{_digest(scripts[0])}';" in csp
     assert " style=" not in html  # inline style attributes would need 'unsafe-inline'
+    assert not re.search(r"<[^>]*\son[a-z]+=", html)  # no inline event handlers either
 
 
 def test_self_contained(run_dir):
@@ -45,21 +57,61 @@ def test_self_contained(run_dir):
 def test_content(run_dir):
     html = _html(run_dir)
     assert "adaptbench run: synthetic" in html and "2024-06-01" in html
-    assert html.count("<svg") >= 5  # 2 tasks x (bars + scatter) + 1 loss curve
+    # Per task: pareto, latency, cost; plus one loss curve and one recall@k chart.
+    assert html.count("<svg") == 2 * 3 + 1 + 2
     assert "loss curve" in html and "<polyline" in html
-    # Top two within each other's interval: called a tie, not "most accurate".
-    assert ("lora and rag tie on accuracy (1.00 [1.00, 1.00] vs 0.80 [0.40, 1.00]; difference +0.20 "
-            "[0.00, 0.60], McNemar p=1.000); lora is fastest (p50 70 ms); all cost the same per query "
-            "($0.00992 per 1,000)") in html
+    # Every strategy whose paired test finds no difference from the leader is in the tie.
+    assert ("lora, rag and prompting tie on accuracy (1.00 [1.00, 1.00] vs 0.80 [0.40, 1.00] vs 0.60 "
+            "[0.30, 0.90]); lora is fastest (p50 70 ms); all cost the same per query ($0.00992 per 1,000)") in html
     assert "rag and prompting tie on exact_match (0.67 [0.00, 1.00] vs 0.33 [0.00, 1.00]" in html
     assert "prompting is fastest (p50 400 ms)" in html
+    # The verdicts lead the page, each linking to its task's section.
+    assert html.index("Verdict per task") < html.index('<section id="task-0">')
+    assert '<a href="#task-1">qa&lt;script&gt;alert(1)&lt;/script&gt;</a>' in html
     assert "Paired comparisons" in html and "Cost and break-even" in html and "Prices" in html
     assert "Retrieval" in html and "flat" in html and "trainable_params = 12345" in html
+    assert "recall@k: share of questions" in html
     assert "CUDA out of memory &#34;&gt;&lt;img" in html and FAILED_ERROR.startswith("CUDA out of memory")
     assert "Manifest" in html and "&#34;name&#34;: &#34;synthetic&#34;" in html
     assert "✓" in html and "✗" in html
     assert html.count("…") >= 5  # 500-character inputs are clipped
     assert SENTIMENT in html and "qa&lt;script&gt;" in html and QA not in html
+
+
+def test_pareto_marks_dominated_cells(planted_dir):
+    html = _html(planted_dir)
+    # rag: cheapest per query; lora: most accurate; prompting: worse and dearer than rag.
+    assert "<td>frontier</td>" in html and html.count("<td>frontier</td>") == 2
+    assert '<td class="dominated">dominated by rag</td>' in html
+    assert html.count('class="dominated"/>') == 1 and html.count('class="frontier"/>') == 2
+    assert "prompting (dominated)" in html
+
+
+def test_dominated():
+    # (cost, score): b is cheaper and as good as a; c is dearer and better; d has no cost.
+    assert dominated([(2.0, 0.5), (1.0, 0.5), (3.0, 0.9), (None, 0.1)]) == [1, None, None, None]
+    assert dominated([(1.0, 0.5), (1.0, 0.5)]) == [None, None]  # equal points do not dominate each other
+
+
+def test_volume_labels():
+    assert volume(168.6) == "169" and volume(5823.8) == "5.82k" and volume(1_200_000) == "1.2M"
+
+
+def test_drill_filters_and_presets(planted_dir):
+    assert matches("rw", "rw") and matches("rw", "r*") and not matches("rw", "w*")
+    assert matches("rp", "rn") and matches("rw", "rn") and not matches("rr", "rn") and not matches("r-", "rn")
+    marks = ["rrw", "rww", "rrr", "wrr"]
+    found = {p["text"]: (p["pattern"], p["count"]) for p in presets(["a", "b", "c"], marks, partial=False)}
+    assert found["a right, c wrong"] == ("r*n", 2) and found["b right, a wrong"] == ("nr*", 1)
+    assert "c right, a wrong" in found and "a right, b wrong" in found and "b right, c wrong" in found
+    assert "c right, b wrong" not in found  # no example fits: no dead link
+    html = _html(planted_dir)
+    # planted: columns prompting, rag, lora; rag misses p0 and p1, prompting misses p10-p39.
+    assert 'href="#drill-0=nr*">rag right, prompting wrong (30)</a>' in html
+    assert 'href="#drill-0=*nr">lora right, rag wrong (2)</a>' in html
+    assert '<tr data-m="rwr" data-d="1"><td>p0</td>' in html
+    assert '<tr data-m="wrr" data-d="1"><td>p10</td>' in html
+    assert '<div class="filters" hidden>' in html  # shown only when the script runs
 
 
 def test_drill_down_is_limited(tmp_path):
