@@ -61,6 +61,16 @@ class RunConfig:
     # Options applied to every entry of that strategy: {lora: {max_steps: 40}}.
     strategy_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     trust_remote_code: bool = False
+    # Reuse adapters and predictions from the content-addressed cache (bench/cache.py).
+    cache: bool = True
+    # Predictions are checkpointed every this many test examples (the resume unit).
+    checkpoint_every: int = 32
+    # Batch-1 latency: queries answered one at a time per cell after `warmup` discarded ones.
+    latency_sample: int = 32
+    warmup: int = 2
+    # Pricing: {hardware: <bench.cost key>, usd_per_hour: float, monthly_volumes: [int],
+    # api_model: <bench.cost API_PRICES key>}; all optional, defaults from bench.cost.
+    cost: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
@@ -77,6 +87,13 @@ class RunConfig:
             raise BenchError(f"config: train_limit must be >= 1 (or null), got {self.train_limit}")
         if self.batch_size < 1:
             raise BenchError(f"config: batch_size must be >= 1, got {self.batch_size}")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
+                or self.checkpoint_every < 1:
+            raise BenchError(f"config: checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}")
+        if self.latency_sample < 0 or self.warmup < 0:
+            raise BenchError(f"config: latency_sample and warmup must be >= 0, got {self.latency_sample} "
+                             f"and {self.warmup}")
+        _check_cost(self.cost)
         if self.name is None:
             self.name = _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
         from bench.store import safe_name
@@ -104,6 +121,31 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+COST_KEYS = ("hardware", "usd_per_hour", "monthly_volumes", "api_model")
+
+
+def _check_cost(cost: Any) -> None:
+    from bench.cost import API_PRICES, HARDWARE_PRICES
+
+    if not isinstance(cost, Mapping):
+        raise BenchError(f"config.cost: expected a mapping with keys {list(COST_KEYS)}, got {cost!r}")
+    unknown = sorted(set(cost) - set(COST_KEYS))
+    if unknown:
+        raise BenchError(f"config.cost: unknown key(s) {unknown}; known: {list(COST_KEYS)}")
+    hw, price = cost.get("hardware"), cost.get("usd_per_hour")
+    if hw is not None and hw not in HARDWARE_PRICES:
+        raise BenchError(f"config.cost.hardware: {hw!r} is not in the price table; known: {sorted(HARDWARE_PRICES)}")
+    if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0):
+        raise BenchError(f"config.cost.usd_per_hour: expected a number >= 0, got {price!r}")
+    vols = cost.get("monthly_volumes")
+    if vols is not None and (not isinstance(vols, list) or not vols
+                             or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in vols)):
+        raise BenchError(f"config.cost.monthly_volumes: expected a list of query counts >= 0, got {vols!r}")
+    api = cost.get("api_model")
+    if api is not None and api not in API_PRICES:
+        raise BenchError(f"config.cost.api_model: {api!r} is not in the API price table; known: {sorted(API_PRICES)}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

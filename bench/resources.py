@@ -57,3 +57,39 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+class EnergyMeter:
+    """GPU energy of a phase from NVML's cumulative counter (Volta and later), in
+    joules; `joules` stays None on CPU, without the `nvidia-ml-py` package, or where the
+    driver does not expose the counter. Never a guess from TDP."""
+
+    def __init__(self, device: str, index: int = 0) -> None:
+        self.device, self.index = device, index
+        self.joules: float | None = None
+        self._handle = None
+        self._start_mj: int | None = None
+
+    def __enter__(self) -> "EnergyMeter":
+        if not str(self.device).startswith("cuda"):
+            return self
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            self._start_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+        except Exception:  # no package, no driver, or a GPU without the counter
+            self._handle = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is None or self._start_mj is None:
+            return
+        try:
+            import pynvml
+
+            end_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(self._handle)
+            self.joules = (end_mj - self._start_mj) / 1000.0
+        except Exception:
+            self.joules = None

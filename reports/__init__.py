@@ -36,5 +36,5 @@ def render_run(run_dir: str | Path, console: "Console | None" = None) -> "pd.Dat
     write_summary(run_dir, frames=frames, summary=summary, comparisons=comparisons)
     render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons)
     print_summary(summary, console=console, title=f"adaptbench run {frames.name}", comparisons=comparisons,
-                  break_even=break_even_frame(summary), prices=price_table(summary, frames.manifest))
+                  break_even=break_even_frame(summary, frames), prices=price_table(summary, frames.manifest))
     return summary

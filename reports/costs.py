@@ -14,17 +14,21 @@ import itertools
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
-from bench.cost import (HARDWARE_PRICES, PRICE_TABLE_VERSION, break_even, cost_per_1k_queries,
-                        detect_hardware_key, prepare_cost, price_per_hour, total_cost)
+from bench.cost import (API_PRICES, HARDWARE_PRICES, PRICE_TABLE_VERSION, api_cost_per_1k, break_even,
+                        break_even_interval, cost_per_1k_queries, detect_hardware_key, prepare_cost,
+                        price_per_hour, total_cost)
 from bench.errors import BenchError
 from reports.frame import NOT_OK, is_missing
 
 COST_COLUMNS = ["hardware", "price_usd_per_hour", "prepare_cost_usd", "cost_per_1k_usd"]
 DEFAULT_VOLUMES = (10_000, 100_000, 1_000_000)
+DEFAULT_API_MODEL = "gpt-4o-mini"
 BREAK_EVEN_COLUMNS = ["task", "model", "a", "b", "prepare_cost_a_usd", "prepare_cost_b_usd", "cost_per_1k_a_usd",
-                      "cost_per_1k_b_usd", "queries", "meaning"]
+                      "cost_per_1k_b_usd", "queries", "queries_ci_low", "queries_ci_high", "meaning"]
+N_COST_RESAMPLES = 2000
 
 
 def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +81,17 @@ def add_costs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
                                for s, p in zip(out["prepare_s"], prices)]
     out["cost_per_1k_usd"] = [math.nan if is_missing(q) else cost_per_1k_queries(q, p)
                               for q, p in zip(out["queries_per_s"], prices)]
+    # What the same prompts and answers would cost on a hosted API, per 1k queries.
+    api = api_model(manifest)
+    out["api_model"] = api
+    out["api_cost_per_1k_usd"] = [math.nan if is_missing(p) or is_missing(c) else api_cost_per_1k(p, c, api)
+                                  for p, c in zip(out["prompt_tokens_mean"], out["completion_tokens_mean"])]
     return out
+
+
+def api_model(manifest: dict[str, Any]) -> str:
+    given = _settings(manifest).get("api_model")
+    return given if isinstance(given, str) and given in API_PRICES else DEFAULT_API_MODEL
 
 
 def price_table(summary: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +105,12 @@ def price_table(summary: pd.DataFrame, manifest: dict[str, Any]) -> dict[str, An
                      "description": entry.description if entry else key,
                      "source": entry.source if default else "pinned in the run's manifest (cost.usd_per_hour)",
                      "as_of": entry.as_of if default else None, "default_list_price": default}
-    return {"version": PRICE_TABLE_VERSION, "hardware": used, "monthly_volumes": monthly_volumes(manifest),
+    api = api_model(manifest)
+    entry = API_PRICES[api]
+    api_price = {"model": api, "usd_per_m_prompt_tokens": entry.input_per_m,
+                 "usd_per_m_completion_tokens": entry.output_per_m, "source": entry.source, "as_of": entry.as_of}
+    return {"version": PRICE_TABLE_VERSION, "hardware": used, "api": api_price,
+            "monthly_volumes": monthly_volumes(manifest),
             "note": ("Pinned in the run's manifest." if pinned else "Default on-demand list prices from "
                      "bench.cost, not quotes: override them for your own rates.")
                     + " Cost per query assumes the machine is paid for all the time it serves."}
@@ -132,11 +151,38 @@ def _meaning(a: str, b: str, fa: float, fb: float, qa: float, qb: float, q: floa
     return f"{b} (higher fixed cost) becomes cheaper than {a} after {fmt_queries(q)} queries"
 
 
-def break_even_frame(summary: pd.DataFrame) -> pd.DataFrame:
+def cost_samples(frames, summary: pd.DataFrame, n_resamples: int = N_COST_RESAMPLES,
+                 seed: int = 0) -> dict[tuple[str, str, str], np.ndarray]:
+    """Bootstrap samples of USD per query for each summary row, from its cell's
+    per-query times in the batched pass (seeds pooled). The samples are rescaled to the
+    row's point estimate (price / measured throughput), so they carry only its relative
+    uncertainty: the point itself also counts time outside the per-query shares."""
+    from bench.stats import bootstrap_means
+    from reports.frame import ok_rows
+
+    rows = ok_rows(frames)
+    out: dict[tuple[str, str, str], np.ndarray] = {}
+    for r in summary.to_dict(orient="records"):
+        point = r.get("cost_per_1k_usd")
+        if is_missing(point) or math.isinf(float(point)):
+            continue
+        mine = rows[(rows["task"] == r["task"]) & (rows["strategy"] == r["strategy"]) & (rows["model"] == r["model"])]
+        lat = pd.to_numeric(mine["latency_s"], errors="coerce").dropna().to_numpy(dtype=float)
+        if lat.size < 2 or lat.mean() <= 0:
+            continue
+        means = bootstrap_means(lat, n_resamples, seed)
+        out[(r["task"], r["strategy"], r["model"])] = means / lat.mean() * float(point) / 1000.0
+    return out
+
+
+def break_even_frame(summary: pd.DataFrame, frames=None) -> pd.DataFrame:
     """Each pair of finished strategies per (task, model); b is the one with the higher
-    prepare cost, `queries` the volume after which it is cheaper overall (None: never)."""
+    prepare cost, `queries` the volume after which it is cheaper overall (None: never).
+    With the run's `frames`, a 95% interval from bootstrapped per-query costs (the
+    prepare costs are single measurements and are held fixed); inf high: maybe never."""
     out: list[dict[str, Any]] = []
     ok = summary[~summary["status"].astype(str).isin(NOT_OK)] if len(summary) else summary
+    samples = cost_samples(frames, ok) if frames is not None and len(ok) else {}
     for (task, model), rows in ok.groupby(["task", "model"], sort=False):
         for x, y in itertools.combinations(rows.to_dict(orient="records"), 2):
             fx, fy = float(x["prepare_cost_usd"]), float(y["prepare_cost_usd"])
@@ -144,10 +190,18 @@ def break_even_frame(summary: pd.DataFrame) -> pd.DataFrame:
                 x, y, fx, fy = y, x, fy, fx
             qx, qy = float(x["cost_per_1k_usd"]) / 1000.0, float(y["cost_per_1k_usd"]) / 1000.0
             q = break_even(fx, qx, fy, qy)
+            sx, sy = samples.get((task, x["strategy"], model)), samples.get((task, y["strategy"], model))
+            low = high = None
+            if sx is not None and sy is not None and not (math.isnan(fx) or math.isnan(fy)):
+                _, low, high = break_even_interval(fx, sx, fy, sy)
+            meaning = _meaning(x["strategy"], y["strategy"], fx, fy, qx, qy, q)
+            if q is not None and not math.isnan(q) and q > 0 and low is not None and not math.isnan(low):
+                upper = "never" if math.isinf(high) else fmt_queries(high)
+                meaning += f" (95% CI {fmt_queries(low)} to {upper})"
             out.append({"task": task, "model": model, "a": x["strategy"], "b": y["strategy"],
                         "prepare_cost_a_usd": fx, "prepare_cost_b_usd": fy, "cost_per_1k_a_usd": qx * 1000,
                         "cost_per_1k_b_usd": qy * 1000, "queries": None if q is None or math.isnan(q) else q,
-                        "meaning": _meaning(x["strategy"], y["strategy"], fx, fy, qx, qy, q)})
+                        "queries_ci_low": low, "queries_ci_high": high, "meaning": meaning})
     return pd.DataFrame(out, columns=BREAK_EVEN_COLUMNS)
 
 

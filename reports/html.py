@@ -152,7 +152,7 @@ def _table(rows: pd.DataFrame, labels: dict) -> list[dict[str, Any]]:
 def report_context(frames: RunFrames, summary: pd.DataFrame,
                    comparisons: pd.DataFrame | None = None) -> dict[str, Any]:
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
-    breaks = break_even_frame(summary)
+    breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
     tasks = []
     for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):

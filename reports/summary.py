@@ -22,14 +22,23 @@ from reports.costs import add_costs, break_even_frame, price_table
 from reports.frame import KEYS, NOT_OK, RunFrames, load_run, ok_rows
 from reports.intervals import macro_f1_by_cell, score_intervals
 
-# Reduced from each cell's rows, then averaged over the seeds that finished.
+# Reduced from each cell's rows (and its batch-1 latency probe), then averaged over
+# the seeds that finished.
 ROW_STATS = ["score", "macro_f1", "exact_match", "f1", "recall_at_k", "latency_p50_ms", "latency_p95_ms",
-             "prompt_tokens_mean", "completion_tokens_mean", "truncated_n"]
-MEAN_COLUMNS = ROW_STATS + ["prepare_s", "predict_s", "peak_memory_mb"]
+             "latency_p99_ms", "ttft_p50_ms", "ttft_p95_ms", "retrieval_ms_mean", "retrieval_share",
+             "merged_latency_p50_ms", "batch_latency_p50_ms", "batch_latency_p95_ms", "prompt_tokens_mean",
+             "prompt_tokens_p95", "completion_tokens_mean", "completion_tokens_p95", "truncated_n"]
+CELL_STATS = ["prepare_s", "predict_s", "peak_memory_mb", "peak_memory_prepare_mb", "peak_memory_predict_mb",
+              "peak_gpu_memory_mb", "energy_j"]
+MEAN_COLUMNS = ROW_STATS + CELL_STATS
 COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_ci_low", "score_ci_high", "score_std", "macro_f1",
-                  "exact_match", "f1", "recall_at_k", "latency_p50_ms", "latency_p95_ms", "prompt_tokens_mean",
-                  "completion_tokens_mean", "prepare_s", "predict_s", "queries_per_s", "hardware",
-                  "price_usd_per_hour", "prepare_cost_usd", "cost_per_1k_usd", "peak_memory_mb", "truncated_n",
+                  "exact_match", "f1", "recall_at_k", "latency_mode", "latency_p50_ms", "latency_p95_ms",
+                  "latency_p99_ms", "ttft_p50_ms", "ttft_p95_ms", "retrieval_ms_mean", "retrieval_share",
+                  "merged_latency_p50_ms", "batch_latency_p50_ms", "batch_latency_p95_ms", "prompt_tokens_mean",
+                  "prompt_tokens_p95", "completion_tokens_mean", "completion_tokens_p95", "prepare_s", "predict_s",
+                  "queries_per_s", "gen_tokens_per_s", "hardware", "price_usd_per_hour", "prepare_cost_usd",
+                  "cost_per_1k_usd", "api_model", "api_cost_per_1k_usd", "energy_j_per_query", "peak_memory_mb",
+                  "peak_memory_prepare_mb", "peak_memory_predict_mb", "peak_gpu_memory_mb", "truncated_n",
                   "device", "status", "error"]
 
 
@@ -37,13 +46,21 @@ def cell_stats(frames: RunFrames) -> pd.DataFrame:
     """One row per cell (task, strategy, model, seed), rows reduced, cell facts joined."""
     f1s = macro_f1_by_cell(frames.rows, metric_by_task(frames))
     stats = [_reduce_rows(cell, group) for cell, group in frames.rows.groupby("cell", sort=False)]
-    by_rows = pd.DataFrame(stats, columns=["cell", *KEYS, "seed", "n_rows", *ROW_STATS])
+    by_rows = pd.DataFrame(stats, columns=["cell", *KEYS, "seed", "n_rows", *ROW_STATS, "completion_tokens_sum"])
     by_rows["macro_f1"] = [f1s.get(c, math.nan) for c in by_rows["cell"]]
     cells = frames.cells.drop(columns=[c for c in ("n",) if c in frames.cells]).copy()
-    cells = cells[[c for c in ["cell", *KEYS, "seed", "metric", "prepare_s", "predict_s", "peak_memory_mb",
-                               "device", "status", "error"] if c in cells]]
+    probes = cells["latency"] if "latency" in cells else pd.Series([None] * len(cells), index=cells.index)
+    cells = cells[[c for c in ["cell", *KEYS, "seed", "metric", *CELL_STATS, "device", "status", "error"]
+                   if c in cells]]
     # A left merge keeps the run's cell order (an outer merge would sort by cell id).
     merged = cells.merge(by_rows.drop(columns=KEYS + ["seed"]), on="cell", how="left")
+    for col in CELL_STATS:
+        if col not in merged:
+            merged[col] = math.nan
+        merged[col] = pd.to_numeric(merged[col], errors="coerce")
+    merged["latency_mode"] = "batched"
+    for i, probe in zip(merged.index, probes.reindex(range(len(merged))).tolist()):
+        _apply_probe(merged, i, probe)
     # Rows whose cell never got its record: the run died mid-cell.
     orphans = by_rows[~by_rows["cell"].isin(cells["cell"])].assign(
         status="incomplete", error="no cell record (the run stopped before this cell finished)")
@@ -51,17 +68,52 @@ def cell_stats(frames: RunFrames) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else merged
 
 
+def _pct(values: pd.Series, qs: list[float]) -> list[float]:
+    arr = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
+    return [float(v) for v in np.percentile(arr, qs)] if arr.size else [math.nan] * len(qs)
+
+
 def _reduce_rows(cell: str, g: pd.DataFrame) -> dict[str, Any]:
-    latency_ms = g["latency_s"].dropna().to_numpy() * 1000.0
-    p50, p95 = np.percentile(latency_ms, [50, 95]) if latency_ms.size else (math.nan, math.nan)
+    # Per-query shares of the batched pass: the fallback latency when no probe ran.
+    # Rows served from a cache are no evidence of speed and never count here.
+    live = g[~g["cached"].fillna(False).astype(bool)] if "cached" in g else g
+    p50, p95, p99 = _pct(live["latency_s"] * 1000.0, [50, 95, 99])
+    retrieval = pd.to_numeric(g.get("retrieval_s"), errors="coerce") if "retrieval_s" in g else None
     first = g.iloc[0]
     return {"cell": cell, "task": first["task"], "strategy": first["strategy"], "model": first["model"],
             "seed": first["seed"], "n_rows": len(g), "score": g["score"].mean(),
             "exact_match": g["exact_match"].mean(), "f1": g["f1"].mean(),
-            "recall_at_k": g["recall_at_k"].mean(), "latency_p50_ms": float(p50),
-            "latency_p95_ms": float(p95), "prompt_tokens_mean": g["prompt_tokens"].mean(),
+            "recall_at_k": g["recall_at_k"].mean(), "latency_p50_ms": p50, "latency_p95_ms": p95,
+            "latency_p99_ms": p99, "batch_latency_p50_ms": p50, "batch_latency_p95_ms": p95,
+            "retrieval_ms_mean": float(retrieval.mean() * 1000.0) if retrieval is not None and retrieval.gt(0).any()
+            else math.nan,
+            "prompt_tokens_mean": g["prompt_tokens"].mean(), "prompt_tokens_p95": _pct(g["prompt_tokens"], [95])[0],
             "completion_tokens_mean": g["completion_tokens"].mean(),
+            "completion_tokens_p95": _pct(g["completion_tokens"], [95])[0],
+            "completion_tokens_sum": float(pd.to_numeric(g["completion_tokens"], errors="coerce").sum()),
             "truncated_n": int(g["truncated"].astype(bool).sum())}
+
+
+PROBE_COLUMNS = {"latency_p50_ms": "latency_p50_ms", "latency_p95_ms": "latency_p95_ms",
+                 "latency_p99_ms": "latency_p99_ms", "ttft_p50_ms": "ttft_p50_ms", "ttft_p95_ms": "ttft_p95_ms",
+                 "retrieval_ms_mean": "retrieval_mean_ms", "retrieval_share": "retrieval_share"}
+
+
+def _apply_probe(frame: pd.DataFrame, i: Any, probe: Any) -> None:
+    """Batch-1 numbers from the cell's latency probe replace the batched shares: the
+    latency a user waiting on one answer sees, measured warm and never from a cache."""
+    default = probe.get("default") if isinstance(probe, dict) else None
+    if not isinstance(default, dict) or not default.get("n"):
+        for col in ("ttft_p50_ms", "ttft_p95_ms", "retrieval_share", "merged_latency_p50_ms"):
+            frame.loc[i, col] = math.nan
+        return
+    frame.loc[i, "latency_mode"] = "batch-1"
+    for col, key in PROBE_COLUMNS.items():
+        value = default.get(key)
+        frame.loc[i, col] = float(value) if isinstance(value, (int, float)) else math.nan
+    merged = probe.get("merged") if isinstance(probe.get("merged"), dict) else {}
+    value = merged.get("latency_p50_ms")
+    frame.loc[i, "merged_latency_p50_ms"] = float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def summarize(frames: RunFrames) -> pd.DataFrame:
@@ -86,6 +138,13 @@ def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
     # Pooled, not a mean of per-seed rates: total queries over total seconds is the rate.
     timed = ok[ok["predict_s"].notna() & ok["n_rows"].notna() & (ok["predict_s"] > 0)]
     row["queries_per_s"] = float(timed["n_rows"].sum() / timed["predict_s"].sum()) if len(timed) else math.nan
+    row["gen_tokens_per_s"] = (float(timed["completion_tokens_sum"].sum() / timed["predict_s"].sum())
+                               if len(timed) and timed["completion_tokens_sum"].sum() > 0 else math.nan)
+    energy = ok[ok["energy_j"].notna() & (ok["n_rows"] > 0)]
+    row["energy_j_per_query"] = (float(energy["energy_j"].sum() / energy["n_rows"].sum())
+                                 if len(energy) else math.nan)
+    modes = [m for m in ok["latency_mode"] if isinstance(m, str)] if "latency_mode" in ok else []
+    row["latency_mode"] = "/".join(dict.fromkeys(modes)) or None
     row["device"] = next((d for d in g["device"] if isinstance(d, str)), None) if "device" in g else None
     if len(ok) == len(g):
         row["status"] = "ok"
@@ -124,7 +183,7 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
     frames = frames or load_run(run_dir)
     summary = summarize(frames) if summary is None else summary
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
-    breaks = break_even_frame(summary)
+    breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
     doc = {"run": frames.name, "price_table": prices, "summary": summary_records(summary),
            "comparisons": summary_records(comparisons), "break_even": summary_records(breaks)}

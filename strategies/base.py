@@ -9,6 +9,10 @@ Rules every strategy follows:
   example, and never looks at `Example.target`.
 - Strategies share plain functions (`strategies/prompts.py`, `bench/generation.py`),
   never base classes.
+- Optionally, `latency_variants(artifacts)` yields (name, artifacts) for other ways
+  to serve the same preparation (a LoRA adapter merged into the weights); the runner
+  measures each one's batch-1 latency after the default's. It may change the artifacts
+  in place, since it runs last.
 - A strategy is configured by its own dataclass, validated in `__post_init__`, built
   from a plain mapping via `from_options` (unknown keys are an error).
 """
@@ -60,6 +64,10 @@ class Prediction:
     retrieved_ids: tuple[str, ...] = ()
     # Prompts truncated to fit the context window, so reports can count them.
     truncated: bool = False
+    # Seconds from the start of the query's batch to its first answer token (None: unknown).
+    first_token_s: float | None = None
+    # Seconds of `latency_s` spent retrieving (query embedding plus index search).
+    retrieval_s: float = 0.0
 
 
 @runtime_checkable

@@ -177,6 +177,13 @@ def _save(path: Path, index: Any, meta: dict) -> None:
     os.replace(tmp, path)  # atomic: readers see the old file or the whole new one
 
 
+def _index_sha256(index: Any) -> str:
+    """What was searched, for the manifest: the serialised index's bytes."""
+    import faiss
+
+    return hashlib.sha256(faiss.serialize_index(index).tobytes()).hexdigest()
+
+
 def _load(path: Path) -> tuple[Any, dict] | None:
     import faiss
 
@@ -244,7 +251,8 @@ class RagStrategy:
         info = {"mode": mode, "index": meta["index"], "n_documents": meta["n_documents"],
                 "n_chunks": len(meta["ids"]), "dim": int(index.d), "embedder": getattr(embedder, "name", ""),
                 "build_s": round(time.perf_counter() - t0, 4), "cached": loaded is not None,
-                "k": cfg.top_k if mode == "corpus" else cfg.demos_k}
+                "k": cfg.top_k if mode == "corpus" else cfg.demos_k, "cache_key": path.stem,
+                "index_sha256": _index_sha256(index)}
         if mode == "corpus":
             state["shots"] = self._context_shots(task, state, budget.seed)
             info.update(chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap,

@@ -67,6 +67,26 @@ class Task:
             raise ValueError(f"unknown split {name!r}; expected train, validation or test")
         return getattr(self, name)
 
+    def split_hashes(self) -> dict[str, str]:
+        """sha256 of each split's examples and of the corpus, for the manifest: which
+        data a result came from, split by split."""
+        import hashlib
+        import json
+
+        out = {}
+        for split in ("train", "validation", "test"):
+            h = hashlib.sha256()
+            for ex in self.split(split):
+                h.update(json.dumps([ex.id, ex.input, ex.target, dict(ex.meta)], sort_keys=True,
+                                    default=str).encode())
+            out[split] = h.hexdigest()
+        if self.corpus:
+            h = hashlib.sha256()
+            for doc in self.corpus:
+                h.update(json.dumps([doc.id, doc.title, doc.text]).encode())
+            out["corpus"] = h.hexdigest()
+        return out
+
     def fingerprint(self) -> str:
         """A content hash of everything a strategy could see; a cache key component."""
         import hashlib
