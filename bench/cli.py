@@ -42,6 +42,21 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
+
+    cmp_ = sub.add_parser("compare", help="compare a run against a baseline (run folder or saved name): "
+                          "score, latency and cost deltas per cell; a regression gate for CI")
+    cmp_.add_argument("baseline", help="baseline run folder, or a name saved with `bench baseline save`")
+    cmp_.add_argument("new", help="new run folder (or saved baseline name)")
+    cmp_.add_argument("--tolerance", type=float, default=0.01,
+                      help="score drop tolerated, in score units (default 0.01 = 1 point)")
+    cmp_.add_argument("--max-latency-ratio", type=float, default=1.5, help="p50 latency growth tolerated (1.5)")
+    cmp_.add_argument("--max-cost-ratio", type=float, default=1.5, help="cost per query growth tolerated (1.5)")
+    cmp_.add_argument("--out", help="folder for compare.md/.html/.json (default: the new run's folder)")
+    cmp_.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any cell regressed")
+    base = sub.add_parser("baseline", help="save a run as a named baseline, or list saved baselines")
+    base.add_argument("action", choices=["save", "list"])
+    base.add_argument("name", nargs="?", help="save: the baseline's name")
+    base.add_argument("run_dir", nargs="?", help="save: the run folder")
     return p
 
 
@@ -116,9 +131,36 @@ def cmd_assets(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from rich.console import Console
+
+    from reports.compare_out import run_compare
+    from reports.regression import Thresholds
+
+    th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
+    result, _ = run_compare(args.baseline, args.new, args.out, th, Console())
+    return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
+
+
+def cmd_baseline(args) -> int:
+    from reports import baselines
+
+    if args.action == "list":
+        found = baselines.list_baselines()
+        print(f"baselines: {baselines.baselines_dir()}" + ("" if found else " (none saved)"))
+        for b in found:
+            print(f"{b['name']:24} run {b['run']:28} saved {b['saved_at']}")
+        return 0
+    if not args.name or not args.run_dir:
+        raise BenchError("usage: bench baseline save NAME RUN_FOLDER")
+    print(f"saved baseline {args.name!r}: {baselines.save(args.name, args.run_dir)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets}
+    handlers.update(compare=cmd_compare, baseline=cmd_baseline)
     if args.command is None:
         _parser().print_help()
         return 2
