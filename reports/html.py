@@ -25,17 +25,10 @@ from reports.frame import RunFrames, best_index, is_missing, load_run, ok_rows
 from reports.markdown import fmt_ci, price_line
 from reports.page import clip, fmt_num, render
 from reports.summary import NOT_OK, summarize
-from reports.verdict import verdict
+from reports.verdict import display_labels, verdict
 
 __all__ = ["DRILL_LIMIT", "render_html", "render_html_text", "report_context"]
 RAG_KEYS = ("index_type", "index", "n_chunks", "k", "mode")
-
-
-def _labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
-    """Display name per (strategy, model): the model is named only when a task has several."""
-    many = rows["model"].nunique() > 1
-    return {(r.strategy, r.model): f"{r.strategy} · {r.model}" if many else str(r.strategy)
-            for r in rows.itertuples()}
 
 
 def _loss_charts(cells: pd.DataFrame, labels: dict) -> list[Any]:
@@ -156,7 +149,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
     prices = price_table(summary, frames.manifest)
     tasks = []
     for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):
-        labels = _labels(rows)
+        labels = display_labels(rows)
         table = _table(rows, labels)
         cells = frames.cells[frames.cells["task"] == task] if not frames.cells.empty else frames.cells
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")

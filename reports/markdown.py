@@ -15,6 +15,7 @@ import pandas as pd
 from reports.compare_pairs import describe
 from reports.costs import fmt_usd
 from reports.frame import best_index, is_missing
+from reports.verdict import display_labels, verdict
 
 # (column, header, format): a str.format spec, None for text, "ci" or "usd" for the helpers.
 MD_COLUMNS = [
@@ -97,6 +98,8 @@ def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparison
     for task, rows in summary.groupby("task", sort=False):
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
         parts.append(f"### {md_escape(task)} ({md_escape(metric)})")
+        # The same one-line verdict that heads report.html: what to choose, and why.
+        parts.append(f"**Verdict:** {md_escape(verdict(rows, display_labels(rows), metric, comparisons, break_even))}")
         parts.append(task_table(rows))
         failed = rows[rows["error"].notna()]
         for _, row in failed.iterrows():

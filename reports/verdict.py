@@ -20,6 +20,13 @@ from reports.costs import fmt_usd
 from reports.frame import best_index, is_missing
 
 
+def display_labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """Display name per (strategy, model): the model is named only when a task has several."""
+    many = rows["model"].nunique() > 1
+    return {(r.strategy, r.model): f"{r.strategy} · {r.model}" if many else str(r.strategy)
+            for r in rows.itertuples()}
+
+
 def score_with_ci(row: Any) -> str:
     """"0.71 [0.62, 0.80]"."""
     text = f"{float(row['score']):.2f}"
