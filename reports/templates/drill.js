@@ -3,7 +3,8 @@
 // Each example row carries data-m: one letter per strategy column (r right, w wrong,
 // p partial, - no answer); a filter is one letter per column (* any, n not right).
 // The script reads data attributes and writes only `hidden`, `value` and textContent,
-// so no data can become markup. A filter can be linked as #drill-<task>=<pattern>.
+// so no data can become markup. A filter can be linked as #drill-<task>=<pattern>,
+// which also opens the collapsed table.
 (function () {
   function matches(marks, pattern) {
     for (var i = 0; i < pattern.length; i++) {
@@ -20,6 +21,7 @@
     var disagree = box.querySelector("input[data-disagree]");
     var rows = Array.prototype.slice.call(box.querySelectorAll("tbody tr"));
     var count = box.querySelector("[data-count]");
+    var details = box.querySelector("details");
 
     function update() {
       var pattern = selects.map(function (s) { return s.value; }).join("");
@@ -38,6 +40,7 @@
       if (m === null || m[1] !== id) return false;
       selects.forEach(function (s, i) { s.value = m[2].charAt(i) || "*"; });
       if (disagree !== null) disagree.checked = false;
+      if (details !== null) details.open = true;  // a linked filter shows its rows
       return true;
     }
 

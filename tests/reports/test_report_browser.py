@@ -165,4 +165,6 @@ def test_report_renders_and_payloads_stay_inert(hostile_report, tmp_path):
     assert [("hidden" in a) for a in first] == expected and 0 < sum(expected) < 12
     assert f"{12 - sum(expected)} of 12 examples shown" in dom_text
     assert all("hidden" not in a for a in rows[12:])  # the other task's table is untouched
+    # The linked table is opened; the other stays collapsed.
+    assert ["open" in a for a in dom.tags("details")] == [True, False]
 
