@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
+    r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
+                   "with its stored config; only --device and --no-cache may be given with it")
+    r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
+                   "predictions (converted models stay cached)")
+
 
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
@@ -42,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
+
+    c = sub.add_parser("cache", help="list or prune the cache of converted models, indexes, adapters, predictions")
+    c.add_argument("action", choices=["list", "prune"])
+    c.add_argument("--older-than", type=float, metavar="DAYS", help="prune: entries not used for DAYS days")
+    c.add_argument("--all", action="store_true", help="prune: every entry")
+
 
     cmp_ = sub.add_parser("compare", help="compare a run against a baseline (run folder or saved name): "
                           "score, latency and cost deltas per cell; a regression gate for CI")
@@ -73,6 +84,43 @@ def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, object]]:
     return out
 
 
+def _resume_config(args):
+    """The config stored in RUN/manifest.json, pointed at RUN."""
+    import json
+    from pathlib import Path
+
+    from bench.config import RunConfig
+    from bench.options import config_from
+    from bench.redact import MASK
+
+    given = [f for f in ("config", "tasks", "strategies", "model", "limit", "train_limit", "name", "seed",
+                         "batch_size", "trust_remote_code") if getattr(args, f) not in (None, [], False)]
+    if given or args.set:
+        raise BenchError(f"--resume continues a run with its stored config; drop {', '.join(given) or '--set'} "
+                         "(or start a new run)")
+    run_dir = Path(args.resume).expanduser()
+    if not run_dir.is_dir():
+        run_dir = Path(args.out or "runs") / args.resume
+    manifest = run_dir / "manifest.json"
+    if not manifest.is_file():
+        raise BenchError(f"--resume {args.resume}: no run folder with a manifest.json at {run_dir}")
+    try:
+        stored = json.loads(manifest.read_text(encoding="utf-8"))["config"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BenchError(f"{manifest} is damaged ({exc}); start the run again with its config") from None
+    if MASK in json.dumps(stored):
+        raise BenchError(f"{manifest}: the stored config holds redacted secrets; re-run with the config file")
+    stored.update(out=str(run_dir.parent), name=run_dir.name)
+    if args.device:
+        stored["device"] = args.device
+    return config_from(RunConfig, stored, str(manifest))
+
+
+def _no_cache(cfg) -> None:
+    cfg.cache = False
+    cfg.strategy_options.setdefault("rag", {})["cache"] = False  # RAG keeps its own index cache
+
+
 def cmd_run(args) -> int:
     from rich.console import Console
 
@@ -80,6 +128,15 @@ def cmd_run(args) -> int:
     from bench.runner import run
     from reports import render_run
 
+    if args.resume:
+        cfg = _resume_config(args)
+        if args.no_cache:
+            _no_cache(cfg)
+        console = Console()
+        run_dir = run(cfg, console)
+        render_run(run_dir, console=console)
+        console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+        return 0
     seeds = [int(s) for s in _csv(args.seed)] if args.seed else None
     sets = _parse_sets(args.set)
     cfg = make_config(args.config, tasks=_csv(args.tasks), strategies=_csv(args.strategies),
@@ -88,6 +145,8 @@ def cmd_run(args) -> int:
                       trust_remote_code=args.trust_remote_code)
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
+    if args.no_cache:
+        _no_cache(cfg)
     console = Console()
     run_dir = run(cfg, console)
     render_run(run_dir, console=console)
@@ -157,9 +216,54 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_cache(args) -> int:
+    from bench import cache
+    from bench.paths import cache_root
+
+    if args.action == "list":
+        found = cache.entries()
+        print(f"cache: {cache_root()}")
+        for kind in cache.KINDS:
+            mine = [e for e in found if e.kind == kind]
+            print(f"{kind:12} {len(mine):6} entries {sum(e.bytes for e in mine) / 2**20:10.1f} MB")
+        return 0
+    if args.older_than is None and not args.all:
+        raise BenchError("cache prune: say what to remove: --older-than DAYS or --all")
+    removed, freed = cache.prune(args.older_than, args.all)
+    print(f"removed {removed} entries, {freed / 2**20:.1f} MB")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from rich.console import Console
+
+    from reports.compare_out import run_compare
+    from reports.regression import Thresholds
+
+    th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
+    result, _ = run_compare(args.baseline, args.new, args.out, th, Console())
+    return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
+
+
+def cmd_baseline(args) -> int:
+    from reports import baselines
+
+    if args.action == "list":
+        found = baselines.list_baselines()
+        print(f"baselines: {baselines.baselines_dir()}" + ("" if found else " (none saved)"))
+        for b in found:
+            print(f"{b['name']:24} run {b['run']:28} saved {b['saved_at']}")
+        return 0
+    if not args.name or not args.run_dir:
+        raise BenchError("usage: bench baseline save NAME RUN_FOLDER")
+    print(f"saved baseline {args.name!r}: {baselines.save(args.name, args.run_dir)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets}
+    handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
+                "cache": cmd_cache}
     handlers.update(compare=cmd_compare, baseline=cmd_baseline)
     if args.command is None:
         _parser().print_help()
@@ -168,8 +272,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from bench.redact import redact_text
+
+        print(f"error: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file the user named is unreadable, a folder is not writable...
+        from bench.redact import redact_text
+
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"error: {redact_text((exc.strerror or str(exc)) + where)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted; finished cells are kept in the run folder (run the same command to continue)",
               file=sys.stderr)

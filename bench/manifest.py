@@ -69,9 +69,12 @@ def git_state(root: Path | None = None) -> dict[str, Any]:
 
 def build_manifest(config: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     from bench.assets import hashes
+    from bench.redact import redact, redact_argv
 
+    # Secrets in the config or on the command line (API keys, tokens) are masked here.
+    config = redact(config)
     return {"adaptbench_manifest": 1,
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": sys.argv, "config": config, "seeds": config.get("seeds"),
+            "command": redact_argv(sys.argv), "config": config, "seeds": config.get("seeds"),
             "packages": package_versions(), "hardware": hardware(), "git": git_state(),
             "assets": hashes(), **(extra or {})}

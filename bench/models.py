@@ -42,6 +42,11 @@ def resolve_source(spec: str) -> ModelSource:
     if path.is_dir():
         if not (path / "config.json").exists():
             raise BenchError(f"model folder {spec!r} has no config.json; is it a Hugging Face model folder?")
+        if not any(path.glob("*.safetensors")):
+            from bench.prepared import refuse_pickles
+
+            refuse_pickles(path, "model folder")  # names the pickle files, if that is all there is
+            raise BenchError(f"model folder {spec!r} has no .safetensors weights; the bench loads safetensors only")
         return ModelSource(spec, "folder", str(path.resolve()))
     if path.exists() or spec.startswith((".", "/", "~")):
         raise BenchError(f"model {spec!r}: not a .gguf file or a model folder")
@@ -85,12 +90,14 @@ def converted_gguf(gguf: Path, log=print) -> tuple[Path, str]:
     transformers version (the dequantiser is part of the result)."""
     import transformers
 
+    from bench.cache import content_key, touch
     from bench.paths import cache_dir
 
     digest = _file_sha(gguf)
-    key = hashlib.sha256(f"{digest}|transformers={transformers.__version__}".encode()).hexdigest()[:16]
+    key = content_key({"kind": "model", "gguf_sha256": digest, "transformers": transformers.__version__}, 16)
     folder = cache_dir("models") / f"{gguf.stem}-{key}"
     if (folder / "adaptbench.json").exists():
+        touch(folder)  # last use, for `bench cache prune --older-than`
         return folder, key
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -5,6 +5,13 @@ score each example -> append rows and a cell record to the run's store. A failin
 cell is recorded with its error and the run goes on; cells already recorded as ok in
 the run folder are skipped, so re-running the same config continues where it stopped.
 The model is loaded once per model spec and shared by every strategy.
+
+Nothing finished is computed twice (see `bench/cells.py`): predictions are
+checkpointed per chunk, adapters and predictions come from the content-addressed
+cache when their key matches, and an ok cell whose stored rows are damaged or missing
+is run again for those rows only. Several processes may share one run folder: a cell
+is claimed with a file lock, so each runs once. A full disk stops the run (finished
+work stays valid); any other error fails only its cell.
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import RunConfig
+from bench.cost import PRICE_TABLE_VERSION
 from bench.errors import BenchError
 from bench.store import RunStore, cell_id
 
@@ -46,7 +54,7 @@ def score_rows(cell: str, task, strategy_label: str, model_name: str, seed: int,
             "latency_s": pred.latency_s, "prompt_tokens": pred.prompt_tokens,
             "completion_tokens": pred.completion_tokens, "retrieved_ids": list(pred.retrieved_ids),
             "recall_at_k": recall_at_k(list(pred.retrieved_ids), gold) if pred.retrieved_ids else None,
-            "truncated": pred.truncated})
+            "truncated": pred.truncated, "first_token_s": pred.first_token_s, "retrieval_s": pred.retrieval_s})
     return rows
 
 
@@ -54,11 +62,32 @@ class Runner:
     def __init__(self, config: RunConfig, console=None, log=None) -> None:
         self.config = config
         self.console = console
-        self.log = log or (console.print if console else print)
+        from bench.redact import redact_text
+
+        raw_log = log or (console.print if console else print)
+        self.log = lambda text, *a, **k: raw_log(redact_text(str(text)), *a, **k)  # no secret reaches a log
         self.store = RunStore(config.run_dir)
 
     def _done_cells(self) -> set[str]:
-        return {c["cell"] for c in self.store.read_cells() if c.get("status") == "ok"}
+        """Cells recorded ok whose rows are all stored and intact (a damaged row makes
+        its cell run again, for the missing examples only)."""
+        counts: dict[str, int] = {}
+        for row in self.store.read_rows():
+            counts[row.get("cell")] = counts.get(row.get("cell"), 0) + 1
+        done = {c["cell"] for c in self.store.read_cells()
+                if c.get("status") == "ok" and counts.get(c["cell"], 0) >= (c.get("n") or 0)}
+        return done
+
+    def _check_names(self) -> None:
+        """Unknown model names and an impossible device fail before any data is read."""
+        from bench.models import ALIASES, resolve_device
+        from bench.registry import Registry
+
+        for spec in self.config.models:
+            if not (Path(spec).expanduser().exists() or spec.endswith(".gguf") or spec.count("/") == 1
+                    or spec.startswith((".", "/", "~"))):
+                Registry("model alias", ALIASES).check(spec)
+        resolve_device(self.config.device)
 
     def run(self) -> Path:
         from bench.manifest import build_manifest
@@ -72,11 +101,16 @@ class Runner:
         for name in cfg.tasks:
             if not name.endswith((".yaml", ".yml")):
                 TASKS.check(name)
+        self._check_names()
         builders = {spec.label: STRATEGIES.load(spec.name) for spec in specs}
         strategies = {spec.label: builders[spec.label](dict(spec.options)) for spec in specs}
-        manifest = build_manifest(cfg.to_dict(), {"run": cfg.name, "models": {}, "tasks": {}})
+        manifest = build_manifest(cfg.to_dict(), {"damaged_lines": {}, "run": cfg.name, "models": {}, "tasks": {}, "artifacts": {},
+                                                  "cost": dict(cfg.cost), "price_table_version": PRICE_TABLE_VERSION})
         self.store.write_json("manifest.json", manifest)
         done = self._done_cells()
+        manifest["damaged_lines"] = dict(self.store.damaged)
+        for name, bad in self.store.damaged.items():
+            self.log(f"[yellow]{name}: {bad} damaged line(s) skipped; their work is computed again[/]")
         # Tasks first: a bad data file stops the run before a model is loaded.
         tasks = [self._load_task(name) for name in cfg.tasks]
         with self._phases() as phases:
@@ -88,7 +122,7 @@ class Runner:
                     manifest["tasks"][task.name] = {
                         "fingerprint": task.fingerprint(), "source": task.source,
                         "sizes": {s: len(task.split(s)) for s in ("train", "validation", "test")},
-                        "corpus_documents": len(task.corpus or [])}
+                        "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes()}
                     self.store.write_json("manifest.json", manifest)
                     for spec in specs:
                         for seed in cfg.seeds:
@@ -96,8 +130,19 @@ class Runner:
                             if cell in done:
                                 self.log(f"[dim]skip {cell} (already in {self.store.root})[/]")
                                 continue
-                            self._run_cell(cell, task, spec, strategies[spec.label], handle, model_name,
-                                           seed, phases)
+                            with self.store.claim(cell) as mine:
+                                if not mine:
+                                    self.log(f"[dim]skip {cell} (another process is running it)[/]")
+                                    continue
+                                if cell in self._done_cells():  # finished by another process meanwhile
+                                    continue
+                                record = self._run_cell(cell, task, spec, strategies[spec.label], handle,
+                                                        model_name, seed, phases)
+                            hashes = {k: v for k, v in record.get("info", {}).items()
+                                      if k.endswith("_sha256") and isinstance(v, str)}
+                            if hashes:  # the index or adapter a cell used
+                                manifest["artifacts"][cell] = hashes
+                                self.store.write_json("manifest.json", manifest)
                 del handle
                 gc.collect()
         manifest["finished_at"] = _now()
@@ -120,12 +165,16 @@ class Runner:
         from tasks import load_task
 
         task = load_task(name, seed=self.config.data_seed)
-        if not task.test:
-            raise BenchError(f"task {task.name!r} has an empty test split")
+        if len(task.test) < 2:  # one example gives a score without any spread: never a silent result
+            raise BenchError(f"task {task.name!r} has {len(task.test)} test example(s); at least 2 are needed "
+                             "for a score with an interval. Add examples or give a larger test file.")
         return task
 
     def _run_cell(self, cell: str, task, spec, strategy, handle, model_name: str, seed: int, phases) -> None:
-        from bench.resources import PeakMemory, Stopwatch
+        from bench.cells import finish_cell, predict_rows, prepare_cell
+        from bench.jsonl import DiskFullError
+        from bench.latency import probe_cell, warm_up
+        from bench.resources import EnergyMeter, PeakMemory, Stopwatch
         from strategies.base import Budget
 
         cfg = self.config
@@ -137,14 +186,29 @@ class Runner:
                                   "device": handle.device, "started_at": _now(), "error": None, "info": {}}
         self.log(f"[bold]{task.name}[/] x [bold]{spec.label}[/] x {model_name} (seed {seed}): "
                  f"{len(examples)} test examples")
+        prep: dict[str, Any] = {}
         try:
             with PeakMemory() as mem_prepare, Stopwatch() as t_prepare:
-                artifacts = strategy.prepare(task, handle, budget)
-            with PeakMemory() as mem_predict, Stopwatch() as t_predict:
+                artifacts, prep = prepare_cell(self.store, cfg, cell, task, spec, strategy, handle, seed, budget)
+            # Warm-up first, so the timed pass does not pay for first-call costs.
+            warm_up(strategy, artifacts, examples, cfg.warmup)
+            with PeakMemory() as mem_predict, Stopwatch() as t_predict, EnergyMeter(handle.device) as energy:
                 with phases.open(f"{task.name}/{spec.label}: predict", len(examples)) as bar:
-                    predictions = strategy.predict(artifacts, examples, progress=bar.advance)
-            rows = score_rows(cell, task, spec.label, model_name, seed, examples, predictions)
-            record.update(status="ok", prepare_s=t_prepare.seconds, predict_s=t_predict.seconds,
+                    rows, pstats, digest = predict_rows(
+                        self.store, cfg, cell, task, spec, strategy, artifacts, handle, seed, examples,
+                        lambda exs, preds: score_rows(cell, task, spec.label, model_name, seed, exs, preds),
+                        progress=bar.advance)
+            record["energy_j"] = energy.joules
+            # Last: a latency variant may change the artifacts in place (a merged adapter).
+            record["latency"] = probe_cell(strategy, artifacts, examples, cfg.latency_sample, cfg.warmup,
+                                           phases.open, f"{task.name}/{spec.label}")
+            # Cached work reports the seconds it took when computed, never the hit's.
+            record.update(prepare_cached=prep["prepare_cached"], resumed_n=pstats.resumed_n,
+                          cached_n=pstats.cached_n, computed_n=pstats.computed_n,
+                          truncated_n=sum(bool(r.get("truncated")) for r in rows), pred_digest=digest,
+                          predict_oom_retries=pstats.oom_retries, predict_batch_size_used=pstats.batch_size_used,
+                          notes=pstats.notes)
+            record.update(status="ok", prepare_s=prep["prepare_s"], predict_s=pstats.predict_s,
                           peak_memory_mb=max(mem_prepare.rss_mb, mem_predict.rss_mb),
                           peak_memory_prepare_mb=mem_prepare.rss_mb, peak_memory_predict_mb=mem_predict.rss_mb,
                           peak_gpu_memory_mb=max(filter(None, [mem_prepare.gpu_mb, mem_predict.gpu_mb]),
@@ -152,11 +216,18 @@ class Runner:
                           info=dict(artifacts.info))
             self.store.append_rows(rows)
             mean = sum(r["score"] for r in rows) / len(rows)
-            self.log(f"  {task.metric} {mean:.3f}, prepare {t_prepare.seconds:.1f}s, "
-                     f"predict {t_predict.seconds:.1f}s")
-        except KeyboardInterrupt:
-            raise
+            if pstats.resumed_n or pstats.cached_n or prep["prepare_cached"]:
+                self.log(f"  reused: {pstats.resumed_n} checkpointed, {pstats.cached_n} cached rows"
+                         f"{', cached adapter' if prep['prepare_cached'] else ''}")
+            self.log(f"  {task.metric} {mean:.3f}, prepare {prep['prepare_s']:.1f}s, "
+                     f"predict {pstats.predict_s:.1f}s")
+        except (KeyboardInterrupt, DiskFullError):
+            raise  # a full disk fails every later write too: stop, keeping what is stored
         except Exception as exc:  # one bad cell must not cost the others
+            if prep.get("saved"):
+                from bench import prepared
+
+                prepared.evict(prep["prepare_key"])  # a failed cell caches nothing
             message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
             record.update(status="failed", error=message, traceback=traceback.format_exc(limit=8))
             self.log(f"[red]  failed: {message}[/]")
@@ -164,7 +235,12 @@ class Runner:
             artifacts = None  # noqa: F841 (frees a LoRA copy of the model before the next cell)
             gc.collect()
         record["finished_at"] = _now()
-        self.store.append_cell(record)
+        from bench.redact import redact
+
+        self.store.append_cell(redact(record))  # an error message may echo a token
+        if record["status"] == "ok":
+            finish_cell(self.store, cfg, cell, rows, digest)
+        return record
 
 
 def run(config: RunConfig, console=None) -> Path:

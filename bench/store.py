@@ -5,21 +5,33 @@ Layout of `RUN/`:
 - `cells.jsonl`: one JSON object per finished (or failed) cell, fields `CELL_FIELDS`,
   with `info` holding the strategy's facts (loss curve, index type, demo ids...);
 - `manifest.json`, `summary.csv`, `summary.md`, `report.html`: written from the above;
-- `artifacts/<cell>/`: what `prepare` saved (a LoRA adapter, for example).
-Appends are one `write` of whole lines followed by flush and fsync, so a crash loses
-at most the line being written, and a torn last line is skipped on reading.
+- `artifacts/<cell>/`: what `prepare` saved (a LoRA adapter, for example), and
+  `partial.jsonl`, the scored rows of an unfinished cell, checkpointed per chunk;
+- `events.jsonl`: what each process started (prepare, predict chunks), for audits.
+Appends go through `bench.jsonl`: checksummed lines under an fcntl lock, all or
+nothing, so a crash or a full disk loses at most the records being written, and a
+damaged line is detected, counted (`RunStore.damaged`) and its work redone, never
+used. Readers dedupe rows by (cell, example_id), the last write winning, so several
+processes writing one run folder neither lose nor duplicate rows. Whole files
+(manifest, summaries) are written to a temporary file and renamed over the old one.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+from bench import jsonl
+from bench.errors import BenchError
 
 ROW_FIELDS = ("cell", "task", "strategy", "model", "seed", "example_id", "input", "target", "output",
               "score", "exact_match", "f1", "latency_s", "prompt_tokens", "completion_tokens",
-              "retrieved_ids", "recall_at_k", "truncated")
+              "retrieved_ids", "recall_at_k", "truncated", "first_token_s", "retrieval_s")
 CELL_FIELDS = ("cell", "task", "strategy", "model", "seed", "status", "error", "metric", "n",
                "prepare_s", "predict_s", "peak_memory_mb", "device", "started_at", "finished_at", "info")
 
@@ -38,6 +50,8 @@ class RunStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        # file -> damaged lines skipped by the last read of it (reported, their work redone)
+        self.damaged: dict[str, int] = {}
 
     @property
     def rows_path(self) -> Path:
@@ -48,18 +62,15 @@ class RunStore:
         return self.root / "cells.jsonl"
 
     def artifacts_dir(self, cell: str) -> Path:
-        path = self.root / "artifacts" / safe_name(cell)
+        base = (self.root / "artifacts").resolve()
+        path = base / safe_name(cell)
+        if path.resolve().parent != base:  # defence in depth: safe_name already removes separators
+            raise BenchError(f"cell name {cell!r} would leave the run folder")
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def _append(self, path: Path, records: Iterable[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(r, ensure_ascii=False, default=_jsonable) + "\n" for r in records)
-        if not data:
-            return
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        jsonl.append(path, records)
 
     def append_rows(self, rows: Iterable[dict[str, Any]]) -> None:
         self._append(self.rows_path, rows)
@@ -67,38 +78,98 @@ class RunStore:
     def append_cell(self, cell: dict[str, Any]) -> None:
         self._append(self.cells_path, [cell])
 
+    def append_event(self, event: str, **fields: Any) -> None:
+        self._append(self.root / "events.jsonl", [{"event": event, "pid": os.getpid(), "at": time.time(), **fields}])
+
+    # -- per-cell checkpoints ------------------------------------------------------
+    def partial_path(self, cell: str) -> Path:
+        return self.artifacts_dir(cell) / "partial.jsonl"
+
+    def append_partial(self, cell: str, rows: Iterable[dict[str, Any]]) -> None:
+        self._append(self.partial_path(cell), rows)
+
+    def read_partial(self, cell: str) -> list[dict[str, Any]]:
+        return self._read(self.partial_path(cell), f"partial rows of {cell}")
+
+    def clear_partial(self, cell: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.partial_path(cell))
+
+    @contextlib.contextmanager
+    def claim(self, cell: str) -> Iterator[bool]:
+        """Yields False when another live process is running `cell` in this folder."""
+        fd = os.open(self.artifacts_dir(cell) / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # the kernel drops the lock with the descriptor, or with a killed process
+
     def write_json(self, name: str, obj: Any) -> Path:
         return self.write_text(name, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable))
 
     def write_text(self, name: str, text: str) -> Path:
-        """Write-then-rename, so readers never see half a file."""
+        """Write-then-rename, so readers never see half a file: a crash (or a full disk)
+        before the rename leaves the old file as it was."""
         target = self.root / name
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")
+        except OSError as exc:
+            raise jsonl.disk_error(exc, target) from exc
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise jsonl.disk_error(exc, target) from exc
+            raise
+        _fsync_dir(self.root)  # the rename itself survives a power cut
         return target
 
+    def _read(self, path: Path, what: str) -> list[dict[str, Any]]:
+        result = jsonl.read(path)
+        if result.bad:
+            self.damaged[path.name if path.parent == self.root else what] = result.bad
+        return result.records
+
     def read_rows(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.rows_path)
+        """Verified rows, one per (cell, example_id): the last written wins."""
+        return dedupe_rows(self._read(self.rows_path, "rows.jsonl"))
 
     def read_cells(self) -> list[dict[str, Any]]:
-        return read_jsonl(self.cells_path)
+        return self._read(self.cells_path, "cells.jsonl")
+
+
+def dedupe_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_key: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for row in rows:
+        key = (row.get("cell"), row.get("example_id"))
+        by_key.pop(key, None)  # re-insert, so the order is that of the last writes
+        by_key[key] = row
+    return list(by_key.values())
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue  # a torn last line from a crash mid-write
-    return out
+    """The verified records of a run file; damaged lines are skipped (see `bench.jsonl`)."""
+    return jsonl.read(path).records
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _jsonable(obj: Any) -> Any:

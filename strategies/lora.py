@@ -190,6 +190,7 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
         return {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
 
     step, tokens, epochs_run, bad, stopped, train_loss = 0, 0, 0, 0, False, float("nan")
+    split, oom_retries = 1, 0  # micro-batches per batch after CUDA out-of-memory errors
     curve: list[dict[str, Any]] = []
     best, best_state, best_step = math.inf, None, None
     if val_seqs:  # the untrained adapter is a candidate too: LoRA never ends worse on validation
@@ -201,16 +202,24 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
             epochs_run += 1
             batches = data.length_batches(seqs, cfg.batch_size, rng)
             for g in range(0, len(batches), cfg.grad_accum):
-                group = [data.collate([seqs[i] for i in idx], pad_id) for idx in batches[g:g + cfg.grad_accum]]
-                n_total = sum(int((b["labels"] != data.IGNORE).sum()) for b in group) or 1
-                optimizer.zero_grad(set_to_none=True)
-                loss_sum = 0.0
-                for batch in group:  # the sum over the group / its token count = one big batch
-                    with autocast():
-                        loss, _ = data.batch_loss(peft_model, batch, device)
-                    (loss / n_total).backward()
-                    loss_sum += loss.item()
-                    tokens += int(batch["attention_mask"].sum())
+                while True:  # CUDA OOM: halve the micro-batches; accumulation keeps the step's batch
+                    # Cut by sequences, not tensor rows, so any batch layout splits the same way.
+                    group = [data.collate([seqs[i] for i in part], pad_id) for idx in batches[g:g + cfg.grad_accum]
+                             for part in _parts(idx, split)]
+                    n_total = sum(int((b["labels"] != data.IGNORE).sum()) for b in group) or 1
+                    optimizer.zero_grad(set_to_none=True)
+                    try:
+                        loss_sum, seen = _accumulate(peft_model, group, n_total, device, autocast)
+                        break
+                    except torch.cuda.OutOfMemoryError:
+                        if max(len(idx) for idx in batches[g:g + cfg.grad_accum]) <= split:
+                            raise BenchError(f"lora: CUDA out of memory even at micro-batch 1 (step {step + 1}); "
+                                             "lower max_length or use a smaller model") from None
+                        split *= 2
+                        oom_retries += 1
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                tokens += seen
                 train_loss = loss_sum / n_total
                 step += 1
                 if not math.isfinite(train_loss):
@@ -237,7 +246,29 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
                     param.copy_(best_state[name])
     return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
             "best_val_loss": None if best_state is None else round(best, 5), "best_step": best_step,
-            "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve}
+            "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve,
+            "oom_retries": oom_retries, "micro_batch_size": max(1, math.ceil(cfg.batch_size / split)),
+            "grad_accum_used": cfg.grad_accum * split}
+
+
+def _parts(idx: list[int], split: int) -> list[list[int]]:
+    size = max(1, math.ceil(len(idx) / split))
+    return [idx[s:s + size] for s in range(0, len(idx), size)]
+
+
+def _accumulate(peft_model, group, n_total: int, device: str, autocast) -> tuple[float, int]:
+    """Backward over the micro-batches of one step; the summed loss over them / their
+    token count equals one big batch's, however the batch was cut."""
+    from strategies import lora_data as data
+
+    loss_sum, seen = 0.0, 0
+    for batch in group:
+        with autocast():
+            loss, _ = data.batch_loss(peft_model, batch, device)
+        (loss / n_total).backward()
+        loss_sum += loss.item()
+        seen += int(batch["attention_mask"].sum())
+    return loss_sum, seen
 
 
 def _diverged(loss: float, step: int, cfg: LoraStrategyConfig) -> BenchError:

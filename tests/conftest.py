@@ -8,6 +8,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+@pytest.fixture(autouse=True)
+def _private_work_cache(tmp_path_factory, monkeypatch):
+    """Adapters and predictions cached by one test must never serve another test (or
+    the user's runs); assets and converted models stay in the shared cache."""
+    import bench.cache
+    import bench.paths
+    import bench.prepared
+
+    root = tmp_path_factory.mktemp("work-cache")
+
+    def cache_dir(*parts):
+        if parts and parts[0] in ("adapters", "predictions"):
+            path = root.joinpath(*parts)
+            path.mkdir(parents=True, exist_ok=True)
+            return path
+        return bench.paths.cache_dir(*parts)
+
+    monkeypatch.setattr(bench.cache, "cache_dir", cache_dir)
+    monkeypatch.setattr(bench.prepared, "cache_dir", cache_dir)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     from fakes import tiny_handle

@@ -1,0 +1,208 @@
+"""Predicting one cell so that nothing finished is computed twice.
+
+The test examples are answered in fixed chunks (`RunConfig.checkpoint_every`), in
+order. After each chunk its scored rows are appended to the cell's checkpoint
+(`RunStore.append_partial`), so after a crash only unfinished chunks run again. A
+chunk is always predicted whole, by the same call an uninterrupted run makes, so the
+batches (and their padding) match and a resumed run's outputs equal an uninterrupted
+run's. Rows found in the checkpoint or in the prediction cache are not predicted;
+cached ones carry `"cached": true` and keep the latency measured when they were
+computed.
+
+A CUDA out-of-memory error in predict halves the strategy's prediction batch and
+retries the chunk, down to 1; what was used is recorded.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, is_dataclass
+from typing import Any, Callable, Sequence
+
+from bench.cache import PredictionCache, code_version, content_key, prediction_from
+
+# The option holding each strategy's prediction batch size (what an OOM halves).
+PREDICT_BATCH = {"prompting": "batch_size", "rag": "batch_size", "lora": "predict_batch_size"}
+# Code that shapes predictions, besides the strategy's own module.
+_SHARED_CODE = ("strategies.prompts", "bench.generation")
+_EXTRA_CODE = {"rag": ("bench.embedder",), "lora": ("strategies.lora_data",)}
+# Options that change where things are kept, not what is predicted.
+_NOT_IN_KEY = {"cache"}
+
+
+def strategy_config(strategy, options: dict[str, Any]) -> dict[str, Any]:
+    """The strategy's full, normalised config (defaults included), for cache keys."""
+    config = getattr(strategy, "config", None)
+    values = asdict(config) if is_dataclass(config) else dict(options)
+    return {k: v for k, v in values.items() if k not in _NOT_IN_KEY}
+
+
+def prediction_key(strategy_name: str, module: str, config: dict[str, Any], handle, task_fingerprint: str,
+                   seed: int, train_limit: int | None, batch_size: int) -> str:
+    code = code_version(module, *_SHARED_CODE, *_EXTRA_CODE.get(strategy_name, ()))
+    return content_key({"kind": "predictions", "strategy": strategy_name, "config": config,
+                        "model": handle.fingerprint, "device": str(handle.device),
+                        "dtype": (handle.extra or {}).get("dtype"), "max_context": handle.max_context,
+                        "task": task_fingerprint, "seed": seed, "train_limit": train_limit,
+                        "batch_size": batch_size, "code": code})
+
+
+@dataclass
+class PredictStats:
+    resumed_n: int = 0  # rows taken from this cell's checkpoint
+    cached_n: int = 0  # rows served from the prediction cache
+    computed_n: int = 0  # rows predicted now
+    measured_s: float = 0.0  # wall seconds of the chunks predicted now
+    reused_s: float = 0.0  # the original seconds of resumed and cached rows
+    oom_retries: int = 0
+    batch_size_used: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def predict_s(self) -> float:
+        return self.measured_s + self.reused_s
+
+
+def _is_oom(exc: BaseException) -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return isinstance(exc, torch.cuda.OutOfMemoryError)
+
+
+class CellPredictor:
+    def __init__(self, strategy, artifacts, strategy_name: str, rebuild: Callable[[dict[str, Any]], Any],
+                 options: dict[str, Any], stats: PredictStats) -> None:
+        self.strategy, self.artifacts, self.name = strategy, artifacts, strategy_name
+        self.rebuild, self.options, self.stats = rebuild, dict(options), stats
+        key = PREDICT_BATCH.get(strategy_name)
+        self.batch_key = key
+        self.batch = getattr(getattr(strategy, "config", None), key, None) if key else None
+
+    def predict(self, examples: Sequence[Any], progress=None) -> list[Any]:
+        while True:
+            try:
+                return self.strategy.predict(self.artifacts, examples, progress=progress)
+            except Exception as exc:
+                if not _is_oom(exc) or not isinstance(self.batch, int) or self.batch <= 1:
+                    raise
+                self._halve()
+
+    def _halve(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.batch = max(1, self.batch // 2)
+        self.options[self.batch_key] = self.batch
+        self.strategy = self.rebuild(self.options)
+        self.stats.oom_retries += 1
+        self.stats.batch_size_used = self.batch
+        self.stats.notes.append(f"CUDA out of memory in predict: batch halved to {self.batch}")
+
+
+def predict_cell(predictor: CellPredictor, examples: Sequence[Any], score: Callable[[list, list], list[dict]],
+                 done: dict[str, dict], cache: PredictionCache | None, checkpoint: Callable[[list[dict]], None],
+                 on_chunk: Callable[[list[str]], None], chunk: int, progress=None) -> list[dict]:
+    """Scored rows for `examples`, in order. `done` maps example id -> a row already
+    stored for this cell (and this prediction context)."""
+    stats = predictor.stats
+    cached = cache.get() if cache is not None else {}
+    rows: dict[str, dict] = {}
+    for ex in examples:
+        if ex.id in done:
+            rows[ex.id] = done[ex.id]
+            stats.resumed_n += 1
+            stats.reused_s += float(done[ex.id].get("wall_s") or done[ex.id].get("latency_s") or 0.0)
+    if stats.resumed_n and progress:
+        progress(stats.resumed_n)
+    for start in range(0, len(examples), chunk):
+        todo = [ex for ex in examples[start:start + chunk] if ex.id not in rows]
+        if not todo:
+            continue
+        hits = [ex for ex in todo if ex.id in cached]
+        new: list[dict] = []
+        if hits:
+            new += score(hits, [prediction_from(cached[ex.id]) for ex in hits])
+            for row in new:
+                row["cached"] = True
+                row["wall_s"] = cached[row["example_id"]].get("wall_s")
+                stats.reused_s += float(row["wall_s"] or row["latency_s"] or 0.0)
+            stats.cached_n += len(hits)
+            if progress:
+                progress(len(hits))
+        compute = [ex for ex in todo if ex.id not in cached]
+        if compute:
+            on_chunk([ex.id for ex in compute])
+            t0 = time.perf_counter()
+            predictions = predictor.predict(compute, progress=progress)
+            wall = time.perf_counter() - t0
+            fresh = score(compute, predictions)
+            for row in fresh:
+                row["cached"] = False
+                row["wall_s"] = wall / len(compute)
+            stats.computed_n += len(compute)
+            stats.measured_s += wall
+            new += fresh
+        checkpoint(new)
+        rows.update((row["example_id"], row) for row in new)
+    return [rows[ex.id] for ex in examples]
+
+
+# -- glue for the runner's `_run_cell` ---------------------------------------------------
+def prepare_cell(store, cfg, cell: str, task, spec, strategy, handle, seed: int, budget) -> tuple[Any, dict]:
+    """`strategy.prepare`, or its cached result. The facts say whether it was cached;
+    `prepare_s` is then the original training time, never the time of the hit."""
+    from bench import prepared
+
+    key = None
+    if getattr(cfg, "cache", True):
+        key = prepared.prepare_key(spec.name, strategy_config(strategy, dict(spec.options)), handle.fingerprint,
+                                   task.fingerprint(), seed, cfg.train_limit, str(handle.device))
+        hit = prepared.load(key, task, handle, budget.workdir) if key else None
+        if hit is not None:
+            return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False}
+    store.append_event("prepare", cell=cell)
+    t0 = time.perf_counter()
+    artifacts = strategy.prepare(task, handle, budget)  # a NaN loss raises here: nothing is cached
+    seconds = time.perf_counter() - t0
+    saved = bool(key) and prepared.save(key, artifacts, seconds) is not None
+    return artifacts, {"prepare_cached": False, "prepare_s": seconds, "prepare_key": key, "saved": saved}
+
+
+def predict_rows(store, cfg, cell: str, task, spec, strategy, artifacts, handle, seed: int, examples,
+                 score: Callable[[list, list], list[dict]], progress=None) -> tuple[list[dict], PredictStats, str]:
+    """Scored rows of the cell, resuming from its checkpoint and the prediction cache."""
+    from strategies import STRATEGIES
+
+    config = strategy_config(strategy, dict(spec.options))
+    digest = prediction_key(spec.name, type(strategy).__module__, config, handle, task.fingerprint(), seed,
+                            cfg.train_limit, cfg.batch_size)
+    ids = {ex.id for ex in examples}
+    stored = [r for r in store.read_rows() if r.get("cell") == cell] + store.read_partial(cell)
+    done = {r["example_id"]: r for r in stored if r.get("pred_digest") == digest and r.get("example_id") in ids}
+    cache = PredictionCache(digest) if getattr(cfg, "cache", True) else None
+    stats = PredictStats()
+    builder = STRATEGIES.load(spec.name) if spec.name in STRATEGIES else (lambda options: strategy)
+    predictor = CellPredictor(strategy, artifacts, spec.name, builder, dict(spec.options), stats)
+
+    def scored(exs, preds):
+        rows = score(exs, preds)
+        for row in rows:
+            row["pred_digest"] = digest
+        return rows
+
+    rows = predict_cell(predictor, examples, scored, done, cache, lambda rs: store.append_partial(cell, rs),
+                        lambda chunk_ids: store.append_event("predict", cell=cell, ids=chunk_ids),
+                        max(1, getattr(cfg, "checkpoint_every", 32)), progress)
+    if cache is not None and cache.damaged:
+        stats.notes.append(f"prediction cache: {cache.damaged} damaged line(s) skipped and recomputed")
+    return rows, stats, digest
+
+
+def finish_cell(store, cfg, cell: str, rows: list[dict], digest: str) -> None:
+    """After the cell's record is safely appended: fill the prediction cache (ok cells
+    only) and drop the checkpoint."""
+    if getattr(cfg, "cache", True):
+        PredictionCache(digest).put(rows)
+    store.clear_partial(cell)
