@@ -118,12 +118,32 @@ def _decision_charts(frames: RunFrames, rows: pd.DataFrame, labels: dict, metric
                              r.score_ci_high) for r in order], f"{metric} against cost per query, {task}", metric)
     done = ok_rows(frames)
     done = done[done["task"] == task] if not done.empty else done
-    series = []
+    series, batch1 = [], True
     for r in order:
-        mine = done[(done["strategy"] == r.strategy) & (done["model"] == r.model)] if not done.empty else done
-        series.append((labels[(r.strategy, r.model)], (mine["latency_s"].dropna() * 1000.0).tolist()))
-    latency = charts.latency_strips(series, f"latency per query, {task}")
+        samples = _probe_samples(frames, task, r.strategy, r.model)
+        if samples is None:  # no batch-1 probe: the per-query shares of the batched pass
+            batch1 = False
+            mine = done[(done["strategy"] == r.strategy) & (done["model"] == r.model)] if not done.empty else done
+            samples = (mine["latency_s"].dropna() * 1000.0).tolist()
+        series.append((labels[(r.strategy, r.model)], samples))
+    how = "one query at a time" if batch1 else "share of the batched pass"
+    latency = charts.latency_strips(series, f"latency per query ({how}), {task}")
     return {"pareto": pareto, "latency": latency}
+
+
+def _probe_samples(frames: RunFrames, task: str, strategy: str, model: str) -> list[float] | None:
+    """Batch-1 latencies (ms) of every finished seed's probe, or None when none ran."""
+    cells = frames.cells
+    if cells.empty or "latency" not in cells:
+        return None
+    mine = cells[(cells["task"] == task) & (cells["strategy"] == strategy) & (cells["model"] == model)
+                 & ~cells["status"].astype(str).isin(NOT_OK)]
+    out: list[float] = []
+    for probe in mine["latency"]:
+        default = probe.get("default") if isinstance(probe, dict) else None
+        if isinstance(default, dict):
+            out += [float(v) for v in default.get("samples_ms") or [] if isinstance(v, (int, float))]
+    return out or None
 
 
 def _table(rows: pd.DataFrame, labels: dict) -> list[dict[str, Any]]:

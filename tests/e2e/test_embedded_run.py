@@ -18,7 +18,8 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     cmd = [sys.executable, "-m", "bench.cli", "run", "--tasks", ",".join(TASKS), "--strategies",
            ",".join(STRATEGIES), "--limit", "6", "--train-limit", "64", "--out", str(out), "--name", "e2e",
-           "--set", "lora.max_steps=3", "--set", "lora.eval_every=2", "--set", "lora.max_length=192"]
+           "--set", "lora.max_steps=3", "--set", "lora.eval_every=2", "--set", "lora.max_length=192",
+           "--latency-sample", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "e2e"
@@ -36,6 +37,13 @@ def test_every_cell_ran_and_was_summarised(run_dir):
         assert 0.0 <= float(row["score"]) <= 1.0
         assert float(row["latency_p50_ms"]) > 0 and float(row["prepare_s"]) >= 0
         assert float(row["prompt_tokens_mean"]) > 0 and float(row["peak_memory_mb"]) > 100
+        # Latency is the batch-1 probe's, measured live; LoRA also has its merged-adapter number.
+        assert row["latency_mode"] == "batch-1" and float(row["latency_p99_ms"]) >= float(row["latency_p50_ms"])
+        assert float(row["ttft_p50_ms"]) > 0 and float(row["cost_per_1k_usd"]) > 0
+        if row["strategy"] == "lora":
+            assert float(row["merged_latency_p50_ms"]) > 0
+        if row["strategy"] == "rag":
+            assert 0 < float(row["retrieval_share"]) < 1
 
 
 def test_rows_hold_real_outputs_and_retrieval(run_dir):
