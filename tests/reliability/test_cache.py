@@ -167,7 +167,7 @@ def test_cache_list_and_prune(tmp_path, monkeypatch, capsys):
 def test_no_cache_flag_reads_and_writes_nothing(tmp_path, fake_world):
     for name in ("c1", "c2"):
         assert bench.cli.main(["run", "--tasks", "toy-qa", "--strategies", "prompting", "--out", str(tmp_path),
-                               "--name", name, "--limit", "2", "--latency-sample", "0", "--no-cache"]) == 0
+                               "--name", name, "--limit", "2", "--no-cache"]) == 0
     cell = read_jsonl(tmp_path / "c2" / "cells.jsonl")[0]
     assert (cell["computed_n"], cell["cached_n"]) == (2, 0)  # the second run computed everything again
     assert not list(cache_mod.cache_dir("predictions").iterdir())
