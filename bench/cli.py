@@ -283,8 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {redact_text((exc.strerror or str(exc)) + where)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; finished cells are kept in the run folder (run the same command to continue)",
-              file=sys.stderr)
+        print("interrupted; finished cells and checkpointed examples are kept in the run folder "
+              "(continue with `bench run --resume RUN`)", file=sys.stderr)
         return 130
 
 

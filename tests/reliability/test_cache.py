@@ -53,6 +53,18 @@ def test_cached_predictions_keep_their_original_latency(tmp_path, fake_world):
     assert [r["output"] for r in rows_b] == [r["output"] for r in rows_a]
 
 
+def test_a_damaged_prediction_cache_line_is_recomputed(tmp_path, fake_world):
+    Runner(_cfg(tmp_path, "a"), log=lambda *_: None).run()
+    (path,) = list(cache_mod.cache_dir("predictions").iterdir())
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text(lines[0].replace('"blue"', '"gray"') + lines[1])  # valid JSON, wrong answer
+    run_dir = Runner(_cfg(tmp_path, "b"), log=lambda *_: None).run()
+    cell = read_jsonl(run_dir / "cells.jsonl")[0]
+    assert (cell["cached_n"], cell["computed_n"]) == (1, 1)
+    assert "1 damaged line(s)" in cell["notes"][-1]
+    assert {r["output"] for r in RunStore(run_dir).read_rows()} == {"blue"}
+
+
 def test_empty_outputs_are_never_cached_and_no_cache_reads_nothing(tmp_path, fake_world):
     calls = fake_world["calls"]
     fake_world["handle"] = lambda: CountingHandle(reply="", calls=calls)
@@ -133,6 +145,13 @@ def test_adapter_cache_serves_training_with_its_original_time(tmp_path, monkeypa
     # The restored adapter answers as the trained one did.
     assert b["computed_n"] == 3
     assert [r["output"] for r in RunStore(second).read_rows()] == [r["output"] for r in RunStore(first).read_rows()]
+
+    # A damaged cached adapter is detected by its sha256 and trained again, never loaded.
+    (entry,) = list(cache_mod.cache_dir("adapters").iterdir())
+    weights = entry / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
+    third = Runner(_cfg(tmp_path, "l3", **cfg), log=lambda *_: None).run()
+    assert read_jsonl(third / "cells.jsonl")[0]["prepare_cached"] is False
 
 
 def test_adapter_key_covers_model_task_config_seed_and_limit():
