@@ -8,6 +8,10 @@ the two is the weights.
   adapter (which may be the untrained, zero-delta one) is restored at the end, and
   training stops after `patience` evaluations without improvement.
 - A non-finite loss is an error the user can fix (a lower learning rate), not a result.
+- On a GPU (`packing: auto`) each batch is packed into one row without padding and
+  without cross-attention between its sequences; on a CPU left-padded, length-sorted
+  batches with the LM head on answer positions only are faster. `pad_to_max` is the
+  plain baseline `bench perf` compares against, not something to use.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import math
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -55,6 +59,9 @@ class LoraStrategyConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     predict_batch_size: int = 8
+    packing: str | bool = "auto"  # auto: on CUDA
+    gradient_checkpointing: bool = False  # less activation memory for ~30% more compute
+    pad_to_max: bool = False  # bench perf's baseline: pad to max_length, LM head everywhere
 
     def __post_init__(self) -> None:
         def bad(name: str, want: str) -> BenchError:
@@ -80,8 +87,11 @@ class LoraStrategyConfig:
                 raise bad(name, f"a finite number {'>=' if name == 'weight_decay' else '>'} {low}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise bad("dropout", "a number in [0, 1)")
-        if not isinstance(self.train_on_corpus, bool):
-            raise bad("train_on_corpus", "true or false")
+        for name in ("train_on_corpus", "gradient_checkpointing", "pad_to_max"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "true or false")
+        if self.packing not in ("auto", True, False):
+            raise bad("packing", 'auto, true or false')
         targets = self.target_modules
         if isinstance(targets, (list, tuple)):
             if not targets or not all(isinstance(t, str) and t for t in targets):
@@ -127,6 +137,12 @@ class LoraStrategy:
         with _quiet_peft():
             peft_model = get_peft_model(copy.deepcopy(model.model), peft_config)
         trainable, total = peft_model.get_nb_trainable_parameters()
+        if cfg.gradient_checkpointing:  # non-reentrant: works with frozen inputs under PEFT
+            base = peft_model.get_base_model()
+            if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5 name
+                base.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         t0 = time.perf_counter()
         result = _train(peft_model, seqs, val_seqs, cfg, rng, model.device, _pad_id(model.tokenizer),
                         budget.progress)
@@ -145,7 +161,7 @@ class LoraStrategy:
         info = {"trainable_params": trainable, "total_params": total, "train_examples": len(train),
                 "val_examples": len(val), "train_seconds": round(train_seconds, 3), **result,
                 "adapter_path": adapter_path, "adapter_sha256": file_sha, "weights_sha256": weights,
-                "device": model.device,
+                "device": model.device, "gradient_checkpointing": cfg.gradient_checkpointing,
                 "dtype": "bfloat16" if model.device.startswith("cuda") else str(base_dtype).removeprefix("torch.")}
         return Artifacts(self.name, model, task, state={"model": adapted}, info=info)
 
@@ -154,6 +170,17 @@ class LoraStrategy:
         prompts = [build_prompt(adapted, task, ex.input, reserve=reserve_tokens(task)) for ex in examples]
         return predict_prompts(adapted, task, examples, prompts, self.config.predict_batch_size, progress=progress)
 
+    def latency_variants(self, artifacts: Artifacts):
+        """The adapter merged into the weights: no extra LoRA matmuls per layer, one
+        model per adapter. Merges this cell's private copy in place (runs last)."""
+        adapted = artifacts.state["model"]
+        merge = getattr(adapted.model, "merge_and_unload", None)
+        if merge is None:
+            return
+        with _quiet_peft():
+            merged = adapted.with_model(merge(), fingerprint=f"{adapted.fingerprint}:merged")
+        yield "merged", replace(artifacts, state={**artifacts.state, "model": merged})
+
 
 def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Random, device: str,
            pad_id: int, progress) -> dict[str, Any]:
@@ -161,6 +188,12 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
     import torch
 
     from strategies import lora_data as data
+
+    packed = cfg.packing is True or (cfg.packing == "auto" and device.startswith("cuda"))
+    pad_to = cfg.max_length if cfg.pad_to_max and not packed else None
+
+    def make_batch(items):
+        return data.pack(items) if packed else data.collate(items, pad_id, pad_to)
 
     params = [p for p in peft_model.parameters() if p.requires_grad]
     per_epoch = math.ceil(math.ceil(len(seqs) / cfg.batch_size) / cfg.grad_accum)
@@ -190,6 +223,7 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
         return {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
 
     step, tokens, epochs_run, bad, stopped, train_loss = 0, 0, 0, 0, False, float("nan")
+    step_seconds = 0.0  # optimizer steps only, without validation: what tokens/s is over
     split, oom_retries = 1, 0  # micro-batches per batch after CUDA out-of-memory errors
     curve: list[dict[str, Any]] = []
     best, best_state, best_step = math.inf, None, None
@@ -202,14 +236,16 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
             epochs_run += 1
             batches = data.length_batches(seqs, cfg.batch_size, rng)
             for g in range(0, len(batches), cfg.grad_accum):
+                t_step = time.perf_counter()
                 while True:  # CUDA OOM: halve the micro-batches; accumulation keeps the step's batch
-                    # Cut by sequences, not tensor rows, so any batch layout splits the same way.
-                    group = [data.collate([seqs[i] for i in part], pad_id) for idx in batches[g:g + cfg.grad_accum]
+                    # Cut by sequences, not tensor rows, so packed batches (one row) split too.
+                    group = [make_batch([seqs[i] for i in part]) for idx in batches[g:g + cfg.grad_accum]
                              for part in _parts(idx, split)]
                     n_total = sum(int((b["labels"] != data.IGNORE).sum()) for b in group) or 1
                     optimizer.zero_grad(set_to_none=True)
                     try:
-                        loss_sum, seen = _accumulate(peft_model, group, n_total, device, autocast)
+                        loss_sum, seen = _accumulate(peft_model, group, n_total, device, autocast,
+                                                     cfg.pad_to_max and not packed)
                         break
                     except torch.cuda.OutOfMemoryError:
                         if max(len(idx) for idx in batches[g:g + cfg.grad_accum]) <= split:
@@ -226,6 +262,7 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
                     raise _diverged(train_loss, step, cfg)
                 optimizer.step()
                 schedule.step()
+                step_seconds += time.perf_counter() - t_step
                 bar.advance(1)
                 bar.note(f"loss {train_loss:.3f}")
                 val = evaluate() if val_seqs and (step % cfg.eval_every == 0 or step == total) else None
@@ -247,7 +284,8 @@ def _train(peft_model, seqs, val_seqs, cfg: LoraStrategyConfig, rng: random.Rand
     return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
             "best_val_loss": None if best_state is None else round(best, 5), "best_step": best_step,
             "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve,
-            "oom_retries": oom_retries, "micro_batch_size": max(1, math.ceil(cfg.batch_size / split)),
+            "oom_retries": oom_retries, "packing": packed, "train_step_seconds": round(step_seconds, 3),
+            "tokens_per_s": round(tokens / step_seconds, 1) if step_seconds else None, "micro_batch_size": max(1, math.ceil(cfg.batch_size / split)),
             "grad_accum_used": cfg.grad_accum * split}
 
 
@@ -256,7 +294,8 @@ def _parts(idx: list[int], split: int) -> list[list[int]]:
     return [idx[s:s + size] for s in range(0, len(idx), size)]
 
 
-def _accumulate(peft_model, group, n_total: int, device: str, autocast) -> tuple[float, int]:
+def _accumulate(peft_model, group, n_total: int, device: str, autocast,
+                all_logits: bool = False) -> tuple[float, int]:
     """Backward over the micro-batches of one step; the summed loss over them / their
     token count equals one big batch's, however the batch was cut."""
     from strategies import lora_data as data
@@ -264,7 +303,7 @@ def _accumulate(peft_model, group, n_total: int, device: str, autocast) -> tuple
     loss_sum, seen = 0.0, 0
     for batch in group:
         with autocast():
-            loss, _ = data.batch_loss(peft_model, batch, device)
+            loss, _ = data.batch_loss(peft_model, batch, device, all_logits)
         (loss / n_total).backward()
         loss_sum += loss.item()
         seen += int(batch["attention_mask"].sum())

@@ -9,6 +9,12 @@ Rules that keep training and prediction consistent:
   head then only runs on the last few positions (`logits_to_keep`), which is where
   most of a step's time would otherwise go on a small model with a big vocabulary.
   Position ids are passed explicitly so left padding changes nothing numerically.
+- Packing (`pack`, used on GPUs) puts a batch's sequences end to end in one row with
+  position ids restarting at 0 for each and no attention mask: transformers then
+  builds a block-diagonal causal mask (SDPA, eager) or runs variable-length
+  FlashAttention, so no sequence sees another and no token is padding.
+- `collate(pad_to=...)` and `batch_loss(all_logits=True)` exist for `bench perf`'s
+  plain baseline (every batch padded to max_length, the LM head at every position).
 """
 from __future__ import annotations
 
@@ -83,9 +89,10 @@ def length_batches(items: Sequence[TrainSeq], batch_size: int, rng: random.Rando
     return batches
 
 
-def collate(items: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
-    """Left-padded ids, attention mask, position ids and labels (-100 outside answers)."""
-    width = max(len(it.ids) for it in items)
+def collate(items: Sequence[TrainSeq], pad_id: int, pad_to: int | None = None) -> dict[str, torch.Tensor]:
+    """Left-padded ids, attention mask, position ids and labels (-100 outside answers).
+    `pad_to` widens every batch to that many columns (the padded baseline)."""
+    width = max(max(len(it.ids) for it in items), pad_to or 0)
     ids = torch.full((len(items), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(items), width), dtype=torch.long)
     labels = torch.full((len(items), width), IGNORE, dtype=torch.long)
@@ -98,6 +105,19 @@ def collate(items: Sequence[TrainSeq], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "labels": labels}
 
 
+def pack(items: Sequence[TrainSeq]) -> dict[str, torch.Tensor]:
+    """The sequences end to end in one row, positions restarting per sequence. The
+    all-ones mask only counts tokens; `batch_loss` drops it so the model sees packing."""
+    ids = torch.tensor([t for it in items for t in it.ids], dtype=torch.long)[None]
+    positions = torch.cat([torch.arange(len(it.ids)) for it in items])[None]
+    labels = torch.full_like(ids, IGNORE)
+    end = 0
+    for it in items:
+        end += len(it.ids)
+        labels[0, end - it.n_labels:end] = ids[0, end - it.n_labels:end]
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "position_ids": positions, "labels": labels}
+
+
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Summed next-token cross-entropy over labelled positions, and their count.
     `logits` cover the last `logits.shape[1]` positions of `labels`' rows."""
@@ -108,12 +128,30 @@ def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tens
     return loss, int((targets != IGNORE).sum())
 
 
-def batch_loss(model, batch: dict[str, torch.Tensor], device: str) -> tuple[torch.Tensor, int]:
-    """Forward one collated batch; the LM head runs only where labels start or later."""
-    labels = batch["labels"]
-    labelled = (labels != IGNORE).float().argmax(dim=1)  # first labelled column per row
-    keep = labels.shape[1] - int(labelled.min()) + 1
-    keep = min(keep, labels.shape[1])
-    out = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                position_ids=batch["position_ids"].to(device), use_cache=False, logits_to_keep=keep)
-    return token_losses(out.logits, labels.to(device))
+def batch_loss(model, batch: dict[str, torch.Tensor], device: str,
+               all_logits: bool = False) -> tuple[torch.Tensor, int]:
+    """Forward one collated or packed batch; the LM head runs only on positions that
+    predict a labelled token (all positions with `all_logits`, the plain baseline)."""
+    labels = batch["labels"].to(device)
+    mask = batch["attention_mask"]
+    # No padding: no mask. Equivalent, and it is how transformers recognises packed rows.
+    mask = None if bool(mask.all()) else mask.to(device)
+    inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": mask,
+              "position_ids": batch["position_ids"].to(device), "use_cache": False}
+    if all_logits:
+        return token_losses(model(**inputs, logits_to_keep=0).logits, labels)
+    predicts = labels[:, 1:] != IGNORE  # position t predicts token t + 1
+    if mask is None and int(predicts.any(0).sum()) < labels.shape[1] // 2:
+        # Labels scattered along the row (packing): keep exactly the positions needed.
+        where = predicts.any(0).nonzero().squeeze(1)
+        logits = model(**inputs, logits_to_keep=where).logits
+        return _loss_at(logits, labels[:, where + 1])
+    first = int((labels != IGNORE).float().argmax(dim=1).min())  # first labelled column of any row
+    keep = min(labels.shape[1] - first + 1, labels.shape[1])
+    return token_losses(model(**inputs, logits_to_keep=keep).logits, labels)
+
+
+def _loss_at(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int]:
+    loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=IGNORE, reduction="sum")
+    return loss, int((targets != IGNORE).sum())
