@@ -79,6 +79,16 @@ def _dtype_for(device: str):
     return torch.bfloat16 if device.startswith("cuda") else torch.float32
 
 
+def attention_implementation(device: str) -> str:
+    """FlashAttention 2 on a GPU when installed (variable-length kernels: packed LoRA
+    batches cost no padding), else PyTorch SDPA, which fuses attention on CPU and GPU."""
+    import importlib.util
+
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
 def _file_sha(path: Path) -> str:
     from bench.assets import sha256_file
 
@@ -141,8 +151,12 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, max_context
         fingerprint = f"{source.kind}:{_folder_fingerprint(Path(location)) if source.kind == 'folder' else spec}"
     try:
         tok = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            location, dtype=_dtype_for(device), trust_remote_code=trust_remote_code, use_safetensors=True)
+        kwargs = dict(dtype=_dtype_for(device), trust_remote_code=trust_remote_code, use_safetensors=True)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                location, attn_implementation=attention_implementation(device), **kwargs)
+        except (ValueError, ImportError):  # an architecture without SDPA/FA2 support
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as exc:
         hint = (" Nothing is fetched from a model hub on machines without one; pass a local folder "
                 "or a .gguf file." if source.kind == "hub" else "")
@@ -156,6 +170,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, max_context
     return ModelHandle(model=model, tokenizer=tok, name=spec, fingerprint=fingerprint,
                        device=device, max_context=min(limit, max_context),
                        extra={"dtype": str(_dtype_for(device)).removeprefix("torch."),
+                              "attention": getattr(model.config, "_attn_implementation", None),
                               "parameters": sum(p.numel() for p in model.parameters())})
 
 
