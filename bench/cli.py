@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("action", choices=["save", "list"])
     base.add_argument("name", nargs="?", help="save: the baseline's name")
     base.add_argument("run_dir", nargs="?", help="save: the run folder")
+
+    pf = sub.add_parser("perf", help="measure each optimised path against its plain baseline (ratios and goals)")
+    pf.add_argument("--quick", action="store_true", help="tiny counts: checks the cases run, measures little")
+    pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann")
+    pf.add_argument("--out", default="perf", help="folder for perf.json and perf.md (default perf)")
+    pf.add_argument("--gpu", action="store_true", help="the GPU LoRA training and decode measurements instead")
+    pf.add_argument("--baseline", action="store_true", help="with --gpu: also train with plain HF Trainer + PEFT")
+    pf.add_argument("--model", default="smollm2-135m", help="with --gpu: the model spec (default smollm2-135m)")
+    pf.add_argument("--device", default="cuda", help="with --gpu: cuda (default), or cpu to dry-run the code path")
     return p
 
 
@@ -260,10 +269,33 @@ def cmd_baseline(args) -> int:
     return 0
 
 
+def cmd_perf(args) -> int:
+    from rich.console import Console
+
+    console = Console()
+    if args.gpu:
+        from bench.perf_gpu import run_gpu_suite
+
+        run_gpu_suite(args.model, args.device, args.baseline, quick=args.quick, console=console, out=args.out)
+    else:
+        import shutil
+
+        from bench.perf_cases import PerfContext
+        from bench.perf_run import run_suite
+
+        ctx = PerfContext(quick=args.quick, log=lambda m: console.print(f"[dim]{m}[/]"))
+        try:
+            run_suite(ctx, _csv(args.only), console=console, out=args.out)
+        finally:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)  # its runs, private caches, converted copy
+    console.print(f"written: {args.out}/perf.json, {args.out}/perf.md")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
-                "cache": cmd_cache}
+                "cache": cmd_cache, "perf": cmd_perf}
     handlers.update(compare=cmd_compare, baseline=cmd_baseline)
     if args.command is None:
         _parser().print_help()
