@@ -29,7 +29,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="folder holding run folders (default runs)")
     r.add_argument("--name", help="run folder name (default run-DATE-TIME); an existing run continues")
     r.add_argument("--device", help="auto (default), cpu or cuda")
-    r.add_argument("--seed", help="seed, or comma list of seeds, for the strategies (default 0)")
+    r.add_argument("--seed", "--seeds", dest="seed",
+                   help="seed, or comma list of seeds (e.g. 1,2,3), for the strategies (default 0)")
+    r.add_argument("--latency-sample", type=int,
+                   help="queries per cell answered one at a time for batch-1 latency (default 32; 0: none)")
     r.add_argument("--batch-size", type=int, help="generation batch size (default 8)")
     r.add_argument("--set", action="append", default=[], metavar="STRATEGY.OPTION=VALUE",
                    help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
@@ -40,19 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
 
-
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
     rep.add_argument("run_dir")
 
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
-
-    c = sub.add_parser("cache", help="list or prune the cache of converted models, indexes, adapters, predictions")
-    c.add_argument("action", choices=["list", "prune"])
-    c.add_argument("--older-than", type=float, metavar="DAYS", help="prune: entries not used for DAYS days")
-    c.add_argument("--all", action="store_true", help="prune: every entry")
-
 
     cmp_ = sub.add_parser("compare", help="compare a run against a baseline (run folder or saved name): "
                           "score, latency and cost deltas per cell; a regression gate for CI")
@@ -68,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("action", choices=["save", "list"])
     base.add_argument("name", nargs="?", help="save: the baseline's name")
     base.add_argument("run_dir", nargs="?", help="save: the run folder")
+
+    c = sub.add_parser("cache", help="list or prune the cache of converted models, indexes, adapters, predictions")
+    c.add_argument("action", choices=["list", "prune"])
+    c.add_argument("--older-than", type=float, metavar="DAYS", help="prune: entries not used for DAYS days")
+    c.add_argument("--all", action="store_true", help="prune: every entry")
 
     pf = sub.add_parser("perf", help="measure each optimised path against its plain baseline (ratios and goals)")
     pf.add_argument("--quick", action="store_true", help="tiny counts: checks the cases run, measures little")
@@ -151,7 +152,7 @@ def cmd_run(args) -> int:
     cfg = make_config(args.config, tasks=_csv(args.tasks), strategies=_csv(args.strategies),
                       models=_csv(args.model), limit=args.limit, train_limit=args.train_limit, out=args.out,
                       name=args.name, device=args.device, seeds=seeds, batch_size=args.batch_size,
-                      trust_remote_code=args.trust_remote_code)
+                      trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample)
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
     if args.no_cache:
@@ -196,32 +197,6 @@ def cmd_assets(args) -> int:
             state = "ready" if assets.is_ready(a) else "missing"
             pinned = f"{a.package}=={a.version}"
             print(f"{a.name:16} {pinned:28} {a.licence:14} {state}")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from rich.console import Console
-
-    from reports.compare_out import run_compare
-    from reports.regression import Thresholds
-
-    th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
-    result, _ = run_compare(args.baseline, args.new, args.out, th, Console())
-    return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
-
-
-def cmd_baseline(args) -> int:
-    from reports import baselines
-
-    if args.action == "list":
-        found = baselines.list_baselines()
-        print(f"baselines: {baselines.baselines_dir()}" + ("" if found else " (none saved)"))
-        for b in found:
-            print(f"{b['name']:24} run {b['run']:28} saved {b['saved_at']}")
-        return 0
-    if not args.name or not args.run_dir:
-        raise BenchError("usage: bench baseline save NAME RUN_FOLDER")
-    print(f"saved baseline {args.name!r}: {baselines.save(args.name, args.run_dir)}")
     return 0
 
 

@@ -97,3 +97,18 @@ def test_cli_reports_user_errors_without_traceback(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert "unknown task 'sqaud'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cells_carry_a_batch1_probe_and_the_manifest_hashes(tmp_path, fake_world):
+    cfg = RunConfig(tasks=["toy-cls"], strategies=["prompting"], out=str(tmp_path), name="r3", limit=4,
+                    latency_sample=3, warmup=1, cost={"api_model": "gpt-4o"})
+    run_dir = Runner(cfg, log=lambda *_: None).run()
+    (cell,) = read_jsonl(run_dir / "cells.jsonl")
+    probe = cell["latency"]["default"]
+    assert probe["n"] == 3 and len(probe["samples_ms"]) == 3 and probe["latency_p50_ms"] > 0
+    assert cell["latency"]["warmup_s"] >= 0
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["price_table_version"] and manifest["cost"] == {"api_model": "gpt-4o"}
+    assert len(manifest["tasks"]["toy-sentiment"]["split_sha256"]["test"]) == 64
+    rows = read_jsonl(run_dir / "rows.jsonl")
+    assert all("retrieval_s" in r and "first_token_s" in r for r in rows)

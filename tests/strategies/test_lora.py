@@ -185,3 +185,18 @@ def test_trains_in_bf16_on_cuda(tmp_path):
     assert all(c["train_loss"] is None or c["train_loss"] == c["train_loss"] for c in art.info["loss_curve"])
     assert len(strategy.predict(art, task.test)) == len(task.test)
     assert next(handle.model.parameters()).dtype == torch.bfloat16
+
+
+def test_merged_adapter_answers_like_the_unmerged_one_and_leaves_the_shared_model(tiny):
+    before = {n: p.detach().clone() for n, p in tiny.model.named_parameters()}
+    task = toy_qa()
+    strategy, art = prepare(tiny, task, epochs=3)
+    unmerged = strategy.predict(art, task.test)
+    (name, merged_art), = list(strategy.latency_variants(art))
+    assert name == "merged"
+    merged_model = merged_art.state["model"].model
+    assert not any("lora_" in n for n, _ in merged_model.named_parameters())  # really merged
+    merged = strategy.predict(merged_art, task.test)
+    assert [p.output for p in merged] == [p.output for p in unmerged]
+    for n, p in tiny.model.named_parameters():
+        assert torch.equal(p, before[n]), n
