@@ -17,6 +17,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 Progress = Callable[[int], None]  # called with the number of queries just finished
+_MEMO_SIZE = 4096  # prompts remembered per handle: a few chunks of a cell
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class ModelHandle:
     max_context: int = 2048
     system_prompt: str | None = None
     extra: dict = field(default_factory=dict)
+    # Prompts are tokenised once to fit the context (strategies/prompts.py) and again to
+    # run; the memo makes the second a lookup. Bounded, and never compared or copied.
+    _ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     # -- prompts ---------------------------------------------------------------
     @property
@@ -76,10 +80,16 @@ class ModelHandle:
         return self.tokenizer.eos_token or "\n"
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self.encode(text))
 
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = self._ids.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(self._ids) >= _MEMO_SIZE:
+                self._ids.pop(next(iter(self._ids)))  # oldest first
+            self._ids[text] = ids
+        return list(ids)
 
     def with_model(self, model: Any, fingerprint: str) -> "ModelHandle":
         """The same tokenizer and settings over other weights (a LoRA-wrapped model)."""

@@ -56,3 +56,26 @@ def test_render_places_demonstrations_before_the_question():
     text = handle.render("Q2", shots=[("Q1", "A1")])
     assert text.index("Q1") < text.index("A1") < text.index("Q2")
     assert text.endswith("<|im_start|>assistant\n")
+
+
+def test_a_prompt_budgeted_then_generated_is_tokenised_once():
+    handle = tiny_handle(seed=4)
+    calls = []
+    tokenizer = handle.tokenizer
+    original = tokenizer.__class__.__call__
+
+    def counting(self, text, *args, **kwargs):
+        calls.append(text)
+        return original(self, text, *args, **kwargs)
+
+    prompt = handle.render(PROMPTS[2])
+    tokenizer.__class__.__call__ = counting
+    try:
+        n = handle.count_tokens(prompt)
+        out = handle.generate([prompt], max_new_tokens=3)
+        ids = handle.encode(prompt)
+        ids.append(-1)  # callers get a copy; the memo stays intact
+    finally:
+        tokenizer.__class__.__call__ = original
+    assert calls.count(prompt) == 1
+    assert out[0].prompt_tokens == n == len(handle.encode(prompt))
