@@ -104,8 +104,11 @@ class Runner:
         self._check_names()
         builders = {spec.label: STRATEGIES.load(spec.name) for spec in specs}
         strategies = {spec.label: builders[spec.label](dict(spec.options)) for spec in specs}
-        manifest = build_manifest(cfg.to_dict(), {"damaged_lines": {}, "run": cfg.name, "models": {}, "tasks": {}, "artifacts": {},
-                                                  "cost": dict(cfg.cost), "price_table_version": PRICE_TABLE_VERSION})
+        earlier = self._earlier_manifest()
+        manifest = build_manifest(cfg.to_dict(), {
+            "damaged_lines": {}, "run": cfg.name, "models": dict(earlier.get("models", {})), "tasks": {},
+            "artifacts": dict(earlier.get("artifacts", {})), "cost": dict(cfg.cost),
+            "price_table_version": PRICE_TABLE_VERSION})
         self.store.write_json("manifest.json", manifest)
         done = self._done_cells()
         manifest["damaged_lines"] = dict(self.store.damaged)
@@ -113,17 +116,23 @@ class Runner:
             self.log(f"[yellow]{name}: {bad} damaged line(s) skipped; their work is computed again[/]")
         # Tasks first: a bad data file stops the run before a model is loaded.
         tasks = [self._load_task(name) for name in cfg.tasks]
+        for task in tasks:
+            manifest["tasks"][task.name] = {
+                "fingerprint": task.fingerprint(), "source": task.source,
+                "sizes": {s: len(task.split(s)) for s in ("train", "validation", "test")},
+                "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes()}
+        self.store.write_json("manifest.json", manifest)
         with self._phases() as phases:
             for model_name in cfg.models:
+                wanted = {cell_id(t.name, sp.label, model_name, sd) for t in tasks for sp in specs for sd in cfg.seeds}
+                if wanted <= done:  # a finished run resumed: nothing needs the weights
+                    self.log(f"[dim]every cell of {model_name} is already in {self.store.root}; model not loaded[/]")
+                    continue
                 handle = self._load_model(model_name)
                 manifest["models"][model_name] = {"fingerprint": handle.fingerprint, "device": handle.device,
                                                   **handle.extra}
+                self.store.write_json("manifest.json", manifest)
                 for task in tasks:
-                    manifest["tasks"][task.name] = {
-                        "fingerprint": task.fingerprint(), "source": task.source,
-                        "sizes": {s: len(task.split(s)) for s in ("train", "validation", "test")},
-                        "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes()}
-                    self.store.write_json("manifest.json", manifest)
                     for spec in specs:
                         for seed in cfg.seeds:
                             cell = cell_id(task.name, spec.label, model_name, seed)
@@ -149,6 +158,16 @@ class Runner:
         self.store.write_json("manifest.json", manifest)
         return self.store.root
 
+    def _earlier_manifest(self) -> dict:
+        """What a continued run's manifest said of models and artifacts it may not load again."""
+        import json
+
+        path = self.store.root / "manifest.json"
+        try:
+            return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        except (OSError, ValueError):
+            return {}  # damaged: rebuilt from this run
+
     def _phases(self):
         from bench.progress import RichPhases
 
@@ -170,7 +189,7 @@ class Runner:
                              "for a score with an interval. Add examples or give a larger test file.")
         return task
 
-    def _run_cell(self, cell: str, task, spec, strategy, handle, model_name: str, seed: int, phases) -> None:
+    def _run_cell(self, cell: str, task, spec, strategy, handle, model_name: str, seed: int, phases) -> dict:
         from bench.cells import finish_cell, predict_rows, prepare_cell
         from bench.jsonl import DiskFullError
         from bench.latency import probe_cell, warm_up

@@ -112,3 +112,19 @@ def test_cells_carry_a_batch1_probe_and_the_manifest_hashes(tmp_path, fake_world
     assert len(manifest["tasks"]["toy-sentiment"]["split_sha256"]["test"]) == 64
     rows = read_jsonl(run_dir / "rows.jsonl")
     assert all("retrieval_s" in r and "first_token_s" in r for r in rows)
+
+
+def test_a_finished_run_continued_loads_no_model_and_keeps_its_manifest(tmp_path, fake_world):
+    cfg = RunConfig(tasks=["toy-cls"], strategies=["prompting"], out=str(tmp_path), name="r4", limit=3,
+                    latency_sample=0)
+    run_dir = Runner(cfg, log=lambda *_: None).run()
+    assert fake_world["load_model"] == 1
+    first = json.loads((run_dir / "manifest.json").read_text())
+    logged = []
+    Runner(cfg, log=logged.append).run()
+    assert fake_world["load_model"] == 1  # nothing left to compute: the weights stay on disk
+    assert any("model not loaded" in line for line in logged)
+    again = json.loads((run_dir / "manifest.json").read_text())
+    assert again["models"] == first["models"] and again["models"]
+    assert again["tasks"]["toy-sentiment"]["split_sha256"] == first["tasks"]["toy-sentiment"]["split_sha256"]
+    assert len(read_jsonl(run_dir / "rows.jsonl")) == 3
