@@ -18,7 +18,10 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     cmd = [sys.executable, "-m", "bench.cli", "run", "--tasks", ",".join(TASKS), "--strategies",
            ",".join(STRATEGIES), "--limit", "6", "--train-limit", "64", "--out", str(out), "--name", "e2e",
-           "--set", "lora.max_steps=3", "--set", "lora.eval_every=2", "--set", "lora.max_length=192",
+           # Small but real: every LoRA step, evaluation and RAG prompt runs the embedded model on
+           # 2 CPU cores, so batches, validation and demonstrations are kept few to stay within CI.
+           "--set", "lora.max_steps=3", "--set", "lora.eval_every=2", "--set", "lora.max_length=128",
+           "--set", "lora.batch_size=2", "--set", "lora.max_val_examples=4", "--set", "rag.demos_k=1",
            "--latency-sample", "3"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
