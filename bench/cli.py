@@ -134,19 +134,22 @@ def _no_cache(cfg) -> None:
 def cmd_run(args) -> int:
     from rich.console import Console
 
-    from bench.config import make_config
     from bench.runner import run
     from reports import render_run
 
-    if args.resume:
-        cfg = _resume_config(args)
-        if args.no_cache:
-            _no_cache(cfg)
-        console = Console()
-        run_dir = run(cfg, console)
-        render_run(run_dir, console=console)
-        console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
-        return 0
+    cfg = _resume_config(args) if args.resume else _config_from_flags(args)
+    if args.no_cache:
+        _no_cache(cfg)
+    console = Console()
+    run_dir = run(cfg, console)
+    render_run(run_dir, console=console)
+    console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    return 0
+
+
+def _config_from_flags(args):
+    from bench.config import make_config
+
     seeds = [int(s) for s in _csv(args.seed)] if args.seed else None
     sets = _parse_sets(args.set)
     cfg = make_config(args.config, tasks=_csv(args.tasks), strategies=_csv(args.strategies),
@@ -155,13 +158,7 @@ def cmd_run(args) -> int:
                       trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample)
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
-    if args.no_cache:
-        _no_cache(cfg)
-    console = Console()
-    run_dir = run(cfg, console)
-    render_run(run_dir, console=console)
-    console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
-    return 0
+    return cfg
 
 
 def cmd_tasks(args) -> int:

@@ -42,7 +42,8 @@ def disk_error(exc: OSError, path: Path | str) -> BenchError | OSError:
     return exc
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """json.dumps' fallback for what records carry: sets, tuples, paths, numpy scalars."""
     if isinstance(obj, (set, tuple)):
         return list(obj)
     if isinstance(obj, Path):
@@ -53,7 +54,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _body(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, sort_keys=True, default=_jsonable)
+    return json.dumps(record, ensure_ascii=False, sort_keys=True, default=jsonable)
 
 
 def _digest(body: str) -> str:

@@ -110,7 +110,7 @@ class RunStore:
             os.close(fd)  # the kernel drops the lock with the descriptor, or with a killed process
 
     def write_json(self, name: str, obj: Any) -> Path:
-        return self.write_text(name, json.dumps(obj, indent=2, ensure_ascii=False, default=_jsonable))
+        return self.write_text(name, json.dumps(obj, indent=2, ensure_ascii=False, default=jsonl.jsonable))
 
     def write_text(self, name: str, text: str) -> Path:
         """Write-then-rename, so readers never see half a file: a crash (or a full disk)
@@ -170,13 +170,3 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, (set, tuple)):
-        return list(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
