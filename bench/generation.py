@@ -186,7 +186,9 @@ class ModelHandle:
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        cache = out.past_key_values
+        # transformers 5.2x names the KV cache `cache` (`past_key_values` warns); earlier 5.x did not.
+        cache_kw = "cache" if "cache" in out.keys() else "past_key_values"
+        cache = out[cache_kw]
         scores = torch.empty((n, len(choice_ids)), dtype=torch.float32)
         for j, cont in enumerate(choice_ids):
             total = first[:, cont[0]].clone()
@@ -195,7 +197,7 @@ class ModelHandle:
                 ext_mask = torch.cat([mask, torch.ones((n, len(cont) - 1), dtype=mask.dtype, device=mask.device)], 1)
                 ext_pos = positions[:, -1:] + torch.arange(1, len(cont), device=ids.device)
                 more = self.model(input_ids=rest, attention_mask=ext_mask, position_ids=ext_pos,
-                                  past_key_values=cache, use_cache=True).logits
+                                  use_cache=True, **{cache_kw: cache}).logits
                 logp = torch.log_softmax(more.float(), dim=-1)
                 target = torch.tensor(cont[1:], device=ids.device)
                 total += logp[:, torch.arange(len(cont) - 1), target].sum(-1)
