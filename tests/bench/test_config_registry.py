@@ -49,3 +49,12 @@ def test_flags_override_yaml_and_strategy_entries_parse(tmp_path):
 def test_invalid_configs_are_rejected(bad):
     with pytest.raises(BenchError):
         RunConfig(**bad)
+
+
+def test_run_batch_size_is_each_strategys_prediction_batch_unless_set():
+    cfg = RunConfig(strategies=["prompting", "rag", {"name": "lora", "predict_batch_size": 2}], batch_size=12,
+                    strategy_options={"rag": {"batch_size": 4}})
+    options = {s.name: s.options for s in cfg.strategy_specs()}
+    assert options["prompting"]["batch_size"] == 12  # from the run
+    assert options["rag"]["batch_size"] == 4  # strategy_options win over the run
+    assert options["lora"]["predict_batch_size"] == 2  # the entry's own option wins over both
