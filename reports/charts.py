@@ -55,6 +55,18 @@ def dominated(points: Sequence[tuple[float | None, float | None]]) -> list[int |
     return out
 
 
+_TEXT_W, _LINE_H = 6.2, 13.0  # approximate width of a character and height of a line at the charts' font size
+
+
+def _free_line(left: float, width: float, baseline: float, placed: list[tuple[float, float, float]]) -> float:
+    """A baseline at or below `baseline` where a label of `width` overlaps none placed
+    before (points close in cost and score would print their labels over each other)."""
+    while any(left < r and l < left + width and abs(baseline - b) < _LINE_H for l, r, b in placed):
+        baseline += _LINE_H
+    placed.append((left, left + width, baseline))
+    return baseline
+
+
 def pareto(items: Sequence[tuple[str, float | None, float | None, float | None, float | None]], title: str,
            y_label: str) -> Markup:
     """items: (label, cost per 1k, score, ci_low, ci_high), in the task's strategy order."""
@@ -70,6 +82,7 @@ def pareto(items: Sequence[tuple[str, float | None, float | None, float | None, 
     if len(frontier) > 1:
         coords = " ".join(f"{sx(p[2]):.1f},{sy(p[3]):.1f}" for p in frontier)
         body.append(Markup('<polyline points="{}" fill="none" stroke="#555" stroke-dasharray="4 3"/>').format(coords))
+    placed: list[tuple[float, float, float]] = []  # label boxes so far: (left, right, baseline)
     for i, label, cost, score, low, high in pts:
         x, y = sx(cost), sy(score)
         if _finite(low, high):
@@ -78,10 +91,12 @@ def pareto(items: Sequence[tuple[str, float | None, float | None, float | None, 
         is_dom = dom[i] is not None
         fill, text = ("white", f"{_short(label, 18)} (dominated)") if is_dom else (color(i), _short(label, 22))
         near_right = x > box[2] - 170
+        tx = x + (-8 if near_right else 8)
+        ty = _free_line(tx - (_TEXT_W * len(text) if near_right else 0), _TEXT_W * len(text), y - 9, placed)
         body.append(Markup('<circle cx="{x:.1f}" cy="{y:.1f}" r="6" fill="{f}" stroke="{c}" stroke-width="2" '
-                           'class="{k}"/><text x="{tx:.1f}" y="{y:.1f}" dy="-9" text-anchor="{a}"{g}>{t}</text>')
-                    .format(x=x, y=y, f=fill, c=color(i), k="dominated" if is_dom else "frontier",
-                            tx=x + (-8 if near_right else 8), a="end" if near_right else "start",
+                           'class="{k}"/><text x="{tx:.1f}" y="{ty:.1f}" text-anchor="{a}"{g}>{t}</text>')
+                    .format(x=x, y=y, ty=ty, f=fill, c=color(i), k="dominated" if is_dom else "frontier",
+                            tx=tx, a="end" if near_right else "start",
                             g=Markup(' fill="#666"') if is_dom else "", t=text))
     if not pts:
         body.append(Markup('<text x="{}" y="140" fill="#888">no cost or score to plot</text>').format(box[0] + 10))

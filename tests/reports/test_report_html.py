@@ -131,3 +131,17 @@ def test_empty_run_renders(tmp_path):
     RunStore(tmp_path).cells_path.write_text("")
     html = render_html(tmp_path).read_text()
     assert "holds no results yet" in html
+
+
+def test_pareto_labels_of_nearby_points_do_not_overlap():
+    import re
+
+    from reports.charts import pareto
+
+    # The demo's rotten-tomatoes: prompting and rag tie on score at close costs.
+    svg = str(pareto([("prompting", 0.0085, 0.56, 0.41, 0.72), ("rag", 0.0091, 0.56, 0.41, 0.72),
+                      ("lora", 0.0078, 0.66, 0.50, 0.81)], "t", "accuracy"))
+    labels = re.findall(r'<text x="([\d.]+)" y="([\d.]+)" text-anchor="start"[^>]*>([^<]*\(dominated\))</text>', svg)
+    assert len(labels) == 2
+    (x1, y1, _), (x2, y2, _) = labels
+    assert abs(float(y1) - float(y2)) >= 13  # one line apart, not printed over each other
