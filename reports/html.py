@@ -128,7 +128,9 @@ def _decision_charts(frames: RunFrames, rows: pd.DataFrame, labels: dict, metric
         series.append((labels[(r.strategy, r.model)], samples))
     how = "one query at a time" if batch1 else "share of the batched pass"
     latency = charts.latency_strips(series, f"latency per query ({how}), {task}")
-    return {"pareto": pareto, "latency": latency}
+    caption = ("each answered alone (batch 1), after warm-up" if batch1
+               else "no batch-1 probe ran: batched queries share their batch's time")
+    return {"pareto": pareto, "latency": latency, "latency_caption": caption}
 
 
 def _probe_samples(frames: RunFrames, task: str, strategy: str, model: str) -> list[float] | None:

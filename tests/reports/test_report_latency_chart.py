@@ -14,11 +14,14 @@ def test_latency_chart_uses_batch1_samples_when_present(planted_dir):
     frames = load_run(planted_dir)
     assert _probe_samples(frames, "planted", "rag", "tiny-llama") == [5.0, 7.0, 9.0]
     render_html(planted_dir)
-    assert "one query at a time" in (planted_dir / "report.html").read_text()
+    html = (planted_dir / "report.html").read_text()
+    assert "one query at a time" in html and "each answered alone (batch 1)" in html
+    assert "share their batch" not in html
 
 
 def test_latency_chart_falls_back_to_batched_shares(planted_dir):
     frames = load_run(planted_dir)
     assert _probe_samples(frames, "planted", "rag", "tiny-llama") is None
     render_html(planted_dir)
-    assert "share of the batched pass" in (planted_dir / "report.html").read_text()
+    html = (planted_dir / "report.html").read_text()
+    assert "share of the batched pass" in html and "no batch-1 probe ran" in html
