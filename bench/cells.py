@@ -156,8 +156,11 @@ def prepare_cell(store, cfg, cell: str, task, spec, strategy, handle, seed: int,
 
     key = None
     if getattr(cfg, "cache", True):
-        key = prepared.prepare_key(spec.name, strategy_config(strategy, dict(spec.options)), handle.fingerprint,
-                                   task.fingerprint(), seed, cfg.train_limit, str(handle.device))
+        # The prediction batch shapes no adapter: a run at another --batch-size reuses it.
+        config = {k: v for k, v in strategy_config(strategy, dict(spec.options)).items()
+                  if k != PREDICT_BATCH.get(spec.name)}
+        key = prepared.prepare_key(spec.name, config, handle.fingerprint, task.fingerprint(), seed,
+                                   cfg.train_limit, str(handle.device))
         hit = prepared.load(key, task, handle, budget.workdir) if key else None
         if hit is not None:
             return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False}

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="seed, or comma list of seeds (e.g. 1,2,3), for the strategies (default 0)")
     r.add_argument("--latency-sample", type=int,
                    help="queries per cell answered one at a time for batch-1 latency (default 32; 0: none)")
-    r.add_argument("--batch-size", type=int, help="prediction batch size of every strategy, unless its own option sets one (default 16)")
+    r.add_argument("--batch-size", type=int,
+                   help="prediction batch size of every strategy, unless its own option sets one (default 16)")
     r.add_argument("--set", action="append", default=[], metavar="STRATEGY.OPTION=VALUE",
                    help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
     r.add_argument("--trust-remote-code", action="store_true", default=None,

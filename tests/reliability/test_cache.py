@@ -133,7 +133,8 @@ def test_adapter_cache_serves_training_with_its_original_time(tmp_path, monkeypa
     first = Runner(_cfg(tmp_path, "l1", **cfg), log=lambda *_: None).run()
     for path in cache_mod.cache_dir("predictions").iterdir():
         path.unlink()  # predict again, through the restored adapter
-    second = Runner(_cfg(tmp_path, "l2", **cfg), log=lambda *_: None).run()
+    # Another prediction batch is another prediction context, but the same adapter.
+    second = Runner(_cfg(tmp_path, "l2", batch_size=3, **cfg), log=lambda *_: None).run()
     a, b = read_jsonl(first / "cells.jsonl")[0], read_jsonl(second / "cells.jsonl")[0]
     assert a["status"] == b["status"] == "ok"
     assert (a["prepare_cached"], b["prepare_cached"]) == (False, True)
