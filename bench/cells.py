@@ -35,6 +35,13 @@ def strategy_config(strategy, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in _NOT_IN_KEY}
 
 
+def prepare_config(strategy_name: str, strategy, options: dict[str, Any]) -> dict[str, Any]:
+    """`strategy_config` less the prediction batch, which shapes no prepared artifact:
+    a run at another --batch-size reuses the adapter."""
+    batch_key = PREDICT_BATCH.get(strategy_name)
+    return {k: v for k, v in strategy_config(strategy, dict(options)).items() if k != batch_key}
+
+
 def prediction_key(strategy_name: str, module: str, config: dict[str, Any], handle, task_fingerprint: str,
                    seed: int, train_limit: int | None, batch_size: int) -> str:
     code = code_version(module, *_SHARED_CODE, *_EXTRA_CODE.get(strategy_name, ()))
@@ -156,11 +163,9 @@ def prepare_cell(store, cfg, cell: str, task, spec, strategy, handle, seed: int,
 
     key = None
     if getattr(cfg, "cache", True):
-        # The prediction batch shapes no adapter: a run at another --batch-size reuses it.
-        config = {k: v for k, v in strategy_config(strategy, dict(spec.options)).items()
-                  if k != PREDICT_BATCH.get(spec.name)}
-        key = prepared.prepare_key(spec.name, config, handle.fingerprint, task.fingerprint(), seed,
-                                   cfg.train_limit, str(handle.device))
+        key = prepared.prepare_key(spec.name, prepare_config(spec.name, strategy, spec.options),
+                                   handle.fingerprint, task.fingerprint(), seed, cfg.train_limit,
+                                   str(handle.device))
         hit = prepared.load(key, task, handle, budget.workdir) if key else None
         if hit is not None:
             return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False}
