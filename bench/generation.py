@@ -11,36 +11,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-Progress = Callable[[int], None]  # called with the number of queries just finished
+from bench.lm import Capabilities, ChoiceScores, Generation, Progress
+
 _MEMO_SIZE = 4096  # prompts remembered per handle: a few chunks of a cell
 
 
 @dataclass(frozen=True)
-class Generation:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    latency_s: float
-    truncated: bool = False
-    first_token_s: float | None = None  # the batch's start to its first new token
-
-
-@dataclass(frozen=True)
-class ChoiceScores:
-    best: int
-    logprobs: tuple[float, ...]
-    prompt_tokens: int
-    latency_s: float
-    truncated: bool = False
-
-
-@dataclass(frozen=True)
 class ModelHandle:
+    """The in-process transformers backend: an `LM` and the only `TrainableLM`."""
+
     model: Any
     tokenizer: Any
     name: str
@@ -52,6 +36,22 @@ class ModelHandle:
     # Prompts are tokenised once to fit the context (strategies/prompts.py) and again to
     # run; the memo makes the second a lookup. Bounded, and never compared or copied.
     _ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    # -- the LM protocol ---------------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(prompt_logprobs=True, trainable=True, adapters=True, chat=self.has_chat_template)
+
+    @property
+    def torch_model(self) -> Any:
+        return self.model
+
+    @property
+    def pad_token_id(self) -> int:
+        for candidate in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0):
+            if candidate is not None:
+                return candidate
+        return 0
 
     # -- prompts ---------------------------------------------------------------
     @property
@@ -91,9 +91,9 @@ class ModelHandle:
             self._ids[text] = ids
         return list(ids)
 
-    def with_model(self, model: Any, fingerprint: str) -> "ModelHandle":
+    def with_adapter(self, torch_model: Any, fingerprint: str) -> "ModelHandle":
         """The same tokenizer and settings over other weights (a LoRA-wrapped model)."""
-        return replace(self, model=model, fingerprint=fingerprint)
+        return replace(self, model=torch_model, fingerprint=fingerprint)
 
     def _fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
         # Keep the end of an over-long prompt: that is where the question and the

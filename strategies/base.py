@@ -7,8 +7,8 @@ Rules every strategy follows:
   cache and reuse what `prepare` made.
 - `predict(artifacts, examples)` answers test examples in order, one `Prediction` per
   example, and never looks at `Example.target`.
-- Strategies share plain functions (`strategies/prompts.py`, `bench/generation.py`),
-  never base classes.
+- Strategies share plain functions (`strategies/prompts.py`), never base classes, and
+  reach the model only through `bench.lm.LM` (weights only through `TrainableLM`).
 - Optionally, `latency_variants(artifacts)` yields (name, artifacts) for other ways
   to serve the same preparation (a LoRA adapter merged into the weights); the runner
   measures each one's batch-1 latency after the default's. It may change the artifacts
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 if TYPE_CHECKING:  # the protocol must stay importable without torch
-    from bench.generation import ModelHandle
+    from bench.lm import LM
     from tasks.model import Example, Task
 
 
@@ -48,7 +48,7 @@ class Artifacts:
     loss curve, index type...)."""
 
     strategy: str
-    model: "ModelHandle"
+    model: "LM"
     task: "Task"
     state: Mapping[str, Any] = field(default_factory=dict)
     info: Mapping[str, Any] = field(default_factory=dict)
@@ -74,7 +74,7 @@ class Prediction:
 class Strategy(Protocol):
     name: str
 
-    def prepare(self, task: "Task", model: "ModelHandle", budget: Budget) -> Artifacts: ...
+    def prepare(self, task: "Task", model: "LM", budget: Budget) -> Artifacts: ...
 
     def predict(self, artifacts: Artifacts, examples: Sequence["Example"],
                 progress: Callable[[int], None] | None = None) -> list[Prediction]: ...

@@ -135,7 +135,7 @@ class LoraStrategy:
                                  target_modules=list(cfg.target_modules)
                                  if isinstance(cfg.target_modules, tuple) else cfg.target_modules)
         with _quiet_peft():
-            peft_model = get_peft_model(copy.deepcopy(model.model), peft_config)
+            peft_model = get_peft_model(copy.deepcopy(model.torch_model), peft_config)
         trainable, total = peft_model.get_nb_trainable_parameters()
         if cfg.gradient_checkpointing:  # non-reentrant: works with frozen inputs under PEFT
             base = peft_model.get_base_model()
@@ -144,7 +144,7 @@ class LoraStrategy:
             else:
                 base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         t0 = time.perf_counter()
-        result = _train(peft_model, seqs, val_seqs, cfg, rng, model.device, _pad_id(model.tokenizer),
+        result = _train(peft_model, seqs, val_seqs, cfg, rng, model.device, model.pad_token_id,
                         budget.progress)
         train_seconds = time.perf_counter() - t0
         peft_model.eval()
@@ -156,7 +156,7 @@ class LoraStrategy:
             peft_model.save_pretrained(str(folder), safe_serialization=True)
             adapter_path = str(folder)
             file_sha = hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
-        adapted = model.with_model(peft_model, fingerprint=f"{model.fingerprint}:lora:{weights[:12]}")
+        adapted = model.with_adapter(peft_model, fingerprint=f"{model.fingerprint}:lora:{weights[:12]}")
         base_dtype = next(peft_model.get_base_model().parameters()).dtype
         info = {"trainable_params": trainable, "total_params": total, "train_examples": len(train),
                 "val_examples": len(val), "train_seconds": round(train_seconds, 3), **result,
@@ -174,11 +174,11 @@ class LoraStrategy:
         """The adapter merged into the weights: no extra LoRA matmuls per layer, one
         model per adapter. Merges this cell's private copy in place (runs last)."""
         adapted = artifacts.state["model"]
-        merge = getattr(adapted.model, "merge_and_unload", None)
+        merge = getattr(adapted.torch_model, "merge_and_unload", None)
         if merge is None:
             return
         with _quiet_peft():
-            merged = adapted.with_model(merge(), fingerprint=f"{adapted.fingerprint}:merged")
+            merged = adapted.with_adapter(merge(), fingerprint=f"{adapted.fingerprint}:merged")
         yield "merged", replace(artifacts, state={**artifacts.state, "model": merged})
 
 
@@ -321,8 +321,8 @@ def attach_adapter(model, adapter_dir: str | Path):
     from peft import PeftModel
 
     with _quiet_peft():
-        peft_model = PeftModel.from_pretrained(copy.deepcopy(model.model), str(adapter_dir)).eval()
-    return model.with_model(peft_model, fingerprint=f"{model.fingerprint}:lora:{_weights_sha256(peft_model)[:12]}")
+        peft_model = PeftModel.from_pretrained(copy.deepcopy(model.torch_model), str(adapter_dir)).eval()
+    return model.with_adapter(peft_model, fingerprint=f"{model.fingerprint}:lora:{_weights_sha256(peft_model)[:12]}")
 
 
 @contextlib.contextmanager
@@ -331,13 +331,6 @@ def _quiet_peft():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
         yield
-
-
-def _pad_id(tokenizer) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if candidate is not None:
-            return candidate
-    return 0
 
 
 def _weights_sha256(peft_model) -> str:

@@ -3,7 +3,7 @@
 Rules that keep training and prediction consistent:
 - A training sequence is the zero-shot prompt that `predict` will use, then the target
   and the end-of-answer marker, each tokenized on its own and concatenated, exactly as
-  `ModelHandle.score_choices` scores a label after a prompt.
+  `score_choices` (the hf backend) scores a label after a prompt.
 - Only answer tokens carry a loss (labels are -100 on prompt and padding).
 - Batches are left-padded, so every answer sits at the right edge of its row: the LM
   head then only runs on the last few positions (`logits_to_keep`), which is where
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from strategies.prompts import build_prompt, reserve_tokens
 
 if TYPE_CHECKING:
-    from bench.generation import ModelHandle
+    from bench.lm import TrainableLM
     from tasks.model import Document, Example, Task
 
 IGNORE = -100
@@ -42,23 +42,23 @@ class TrainSeq:
     n_labels: int
 
 
-def encode_pair(model: "ModelHandle", prompt: str, answer: str, max_length: int) -> TrainSeq:
+def encode_pair(model: "TrainableLM", prompt: str, answer: str, max_length: int) -> TrainSeq:
     prompt_ids, answer_ids = model.encode(prompt), model.encode(answer)
     # An answer longer than the window keeps its start; the prompt keeps its end
-    # (the question and the answer cue), as ModelHandle._fit does at prediction time.
+    # (the question and the answer cue), as the hf backend does at prediction time.
     answer_ids = answer_ids[:max_length - 1]
     prompt_ids = prompt_ids[-(max_length - len(answer_ids)):]
     return TrainSeq(tuple(prompt_ids + answer_ids), len(answer_ids))
 
 
-def encode_examples(model: "ModelHandle", task: "Task", examples: Sequence["Example"],
+def encode_examples(model: "TrainableLM", task: "Task", examples: Sequence["Example"],
                     max_length: int) -> list[TrainSeq]:
     reserve = reserve_tokens(task)
     return [encode_pair(model, build_prompt(model, task, ex.input, reserve=reserve),
                         ex.target + model.end_of_answer, max_length) for ex in examples]
 
 
-def encode_corpus(model: "ModelHandle", documents: Sequence["Document"], max_length: int) -> list[TrainSeq]:
+def encode_corpus(model: "TrainableLM", documents: Sequence["Document"], max_length: int) -> list[TrainSeq]:
     """Documents as plain language-model data, cut into windows of max_length tokens;
     every token but a window's first is predicted."""
     out = []

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from strategies.base import Prediction
 
 if TYPE_CHECKING:
-    from bench.generation import ModelHandle
+    from bench.lm import LM
     from tasks.model import Example, Task
 
 QA_STYLE = "Answer with a short phrase only, no full sentence."
@@ -54,7 +54,7 @@ def shots_for(task: "Task", demos: Sequence["Example"]) -> list[tuple[str, str]]
     return [(user_message(task, d.input), d.target) for d in demos]
 
 
-def build_prompt(model: "ModelHandle", task: "Task", text: str, demos: Sequence["Example"] = (),
+def build_prompt(model: "LM", task: "Task", text: str, demos: Sequence["Example"] = (),
                  passages: Sequence[str] = (), reserve: int = 0,
                  shots: Sequence[tuple[str, str]] | None = None) -> str:
     """Render one prompt; passages are dropped from the end while it does not fit.
@@ -81,7 +81,7 @@ def reserve_tokens(task: "Task") -> int:
     return task.max_new_tokens if task.kind != "classification" else 8
 
 
-def predict_prompts(model: "ModelHandle", task: "Task", examples: Sequence["Example"],
+def predict_prompts(model: "LM", task: "Task", examples: Sequence["Example"],
                     prompts: Sequence[str], batch_size: int = 8,
                     retrieved: Sequence[tuple[str, ...]] | None = None,
                     extra_latency: Sequence[float] | None = None,

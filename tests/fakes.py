@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.generation import ChoiceScores, Generation
+from bench.lm import Capabilities, ChoiceScores, Generation
 from tasks.model import Document, Example, Task
 
 CHAT_TEMPLATE = (
@@ -83,8 +83,9 @@ class FakeHandle:
     def encode(self, text: str) -> list[int]:
         return [hash(w) % 1000 for w in text.split()]
 
-    def with_model(self, model, fingerprint: str):
-        return self
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(prompt_logprobs=True, trainable=False, adapters=False, chat=False)
 
     def generate(self, prompts, max_new_tokens=32, batch_size=8, progress=None):
         if progress:

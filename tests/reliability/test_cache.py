@@ -12,7 +12,7 @@ import bench.models
 from bench import cache as cache_mod
 from bench.cells import prediction_key, strategy_config
 from bench.config import RunConfig
-from bench.generation import Generation
+from bench.lm import Generation
 from bench.runner import Runner
 from bench.store import RunStore, read_jsonl
 from conftest import CountingHandle
