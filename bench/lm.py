@@ -94,3 +94,27 @@ class TrainableLM(LM, Protocol):
     def encode(self, text: str) -> list[int]: ...
 
     def with_adapter(self, torch_model: Any, fingerprint: str) -> "TrainableLM": ...
+
+
+@runtime_checkable
+class AdapterServingLM(LM, Protocol):
+    """A backend that serves adapters trained elsewhere on its own base weights (a vLLM
+    server started with --enable-lora): training runs on `trainable_base()`, the same
+    base weights in this process, and predictions through `with_served_adapter`."""
+
+    def trainable_base(self) -> TrainableLM: ...
+
+    def with_served_adapter(self, adapter_dir: Any, name: str) -> LM: ...
+
+
+def training_base(lm: LM, strategy: str) -> TrainableLM:
+    """The in-process weights a weight-changing strategy trains on: the backend itself
+    when it is trainable, else the adapter-serving backend's local twin."""
+    if lm.capabilities.trainable:
+        return lm  # type: ignore[return-value]
+    if lm.capabilities.adapters and hasattr(lm, "trainable_base"):
+        return lm.trainable_base()  # type: ignore[attr-defined]
+    from bench.errors import BenchError
+
+    raise BenchError(f"{strategy} changes model weights, but model {lm.name!r} has neither local weights nor "
+                     "adapter serving; use the hf backend or a vLLM server started with --enable-lora")
