@@ -12,10 +12,24 @@ backend's options (unknown keys are an error naming the entry):
 The registry's entries are `Backend` objects (light modules: no torch, no httpx), so
 what a backend can do is known before anything loads (`capabilities_of`, `check_grid`).
 An entry's `load(spec, ctx) -> LM` may start things (a managed server): it registers
-their shutdown with `ctx.on_close`, and `close_lm(lm)` runs them.
+their shutdown with `ctx.on_close`, and `close_lm(lm)` runs them (at exit at the latest,
+also after Ctrl-C). A managed-server entry, for example, looks like:
+
+    def load(spec, ctx):                     # bench/vllm_server.py
+        server = start(spec.options, log_dir=ctx.run_dir, log=ctx.log)  # waits until ready
+        ctx.on_close(server.stop)
+        return bench.backends.openai.connect(OpenAIOptions(model=..., base_url=server.url,
+                                             tokenizer=..., adapters=...), ctx, spec.label)
+
+    VLLM = Backend(name="vllm", options=VLLMOptions, load="bench.vllm_server:load",
+                   label=lambda o: f"vllm:{o.model}", short=lambda rest: {"model": rest},
+                   capabilities=lambda o: Capabilities(prompt_logprobs=True, adapters=o.enable_lora))
+
+and one line in `BACKENDS`: `"vllm": "bench.vllm_server:VLLM"`.
 """
 from __future__ import annotations
 
+import atexit
 import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Mapping
@@ -125,6 +139,13 @@ def load_lm(spec: ModelSpec, device: str | None = "auto", max_context: int = 204
 
 
 _CLOSERS: dict[int, list[Callable[[], None]]] = {}  # id(lm) -> what close_lm stops
+
+
+@atexit.register
+def _close_all() -> None:
+    """A run stopped by Ctrl-C or an error still stops the servers it started."""
+    while _CLOSERS:
+        _run_closers(_CLOSERS.popitem()[1])
 
 
 def close_lm(lm: Any) -> None:

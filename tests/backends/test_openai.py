@@ -187,3 +187,60 @@ def test_the_registry_loads_an_openai_spec(server, tok_dir):
     lm = load_lm(spec, max_context=128, log=lambda *a, **k: None)
     assert lm.name == "openai:smol" and lm.max_context == 128 and lm.extra["server"]["max_model_len"] == 2048
     close_lm(lm)
+
+
+def test_adapter_serving_trains_on_the_same_weights_in_process(server, tmp_path):
+    from bench.backends.hf import HFBackend
+    from bench.lm import AdapterServingLM, training_base
+    from fakes import tiny_model
+
+    folder = tmp_path / "weights"
+    tok = tiny_tokenizer()
+    tiny_model(len(tok)).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    lm = _lm(server.url, tokenizer=str(folder), adapters=True)
+    assert isinstance(lm, AdapterServingLM)
+    base = training_base(lm, "lora")
+    assert isinstance(base, HFBackend) and base is lm.trainable_base()  # loaded once
+    prompt = lm.render("Is it good?")
+    assert base.render("Is it good?") == prompt and base.count_tokens(prompt) == lm.count_tokens(prompt)
+    with pytest.raises(BenchError, match="neither local weights nor adapter serving"):
+        training_base(_lm(server.url, tokenizer=str(folder)), "lora")
+
+
+# A managed-server entry, as the vllm entry is built: start, register the stop, connect.
+STARTED: list = []
+
+
+def _managed_load(spec, ctx):
+    server = FakeOpenAIServer(model=spec.options.model)
+    STARTED.append(server)
+    ctx.on_close(server.stop)
+    return connect(OpenAIOptions(model=spec.options.model, base_url=server.url), ctx, spec.label)
+
+
+def test_a_managed_server_entry_starts_on_load_and_stops_on_close(monkeypatch):
+    from dataclasses import dataclass
+
+    import bench.backends as backends
+    from bench.backends import Backend, capabilities_of, close_lm, load_lm
+    from bench.lm import Capabilities
+
+    @dataclass(frozen=True)
+    class ManagedOptions:
+        model: str = "smol"
+        enable_lora: bool = False
+
+    entry = Backend(name="managed", options=ManagedOptions, load=f"{__name__}:_managed_load",
+                    label=lambda o: f"managed:{o.model}", short=lambda rest: {"model": rest},
+                    capabilities=lambda o: Capabilities(prompt_logprobs=True, adapters=o.enable_lora))
+    monkeypatch.setitem(globals(), "MANAGED", entry)
+    monkeypatch.setitem(backends.BACKENDS._table, "managed", f"{__name__}:MANAGED")
+    spec = ModelSpec.parse("managed:smol", "--model")
+    assert spec.label == "managed:smol" and not capabilities_of(spec).adapters
+    assert capabilities_of(ModelSpec.parse({"backend": "managed", "enable_lora": True}, "m")).adapters
+    lm = load_lm(spec, log=lambda *a, **k: None)
+    assert lm.generate([lm.render("hi")], max_new_tokens=2)[0].text
+    close_lm(lm)
+    with pytest.raises(BenchError, match="connection refused"):
+        _lm(STARTED[-1].url, max_retries=0)

@@ -83,6 +83,12 @@ def test_a_killed_server_fails_its_cells_clearly_and_resume_finishes_them(tmp_pa
     assert [c["status"] for c in final.values()] == ["ok", "ok"]
     assert final["toy-sentiment|prompting|served|seed0"]["resumed_n"] == 3  # the checkpointed chunk
     assert _rows(cfg.run_dir) == _rows(clean)
+    import csv
+
+    with open(cfg.run_dir / "summary.csv", newline="") as fh:
+        table = {r["task"]: r for r in csv.DictReader(fh)}
+    assert {t: (r["backend"], r["scoring"]) for t, r in table.items()} == {
+        "toy-sentiment": ("openai", "logprobs"), "toy-facts": ("openai", "generate")}
 
 
 def _grep_run(run_dir: Path, secret: str) -> list[str]:
