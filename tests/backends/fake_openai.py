@@ -162,11 +162,11 @@ class FakeOpenAIServer:
         if self.lm is not None and not chat:
             with self._lm_lock:
                 [g] = self.lm.generate([prompt], max_new_tokens=int(body.get("max_tokens") or 16), batch_size=1)
-            words = [g.text] if g.text else []
+            words, n_prompt, n_new = ([g.text] if g.text else []), g.prompt_tokens, g.completion_tokens
         else:
             words = reply_for(body["model"], prompt).split()[: max(1, int(body.get("max_tokens") or 16))]
-        usage = {"prompt_tokens": len(tokens(prompt)), "completion_tokens": len(words),
-                 "total_tokens": len(tokens(prompt)) + len(words)}
+            n_prompt, n_new = len(tokens(prompt)), len(words)
+        usage = {"prompt_tokens": n_prompt, "completion_tokens": n_new, "total_tokens": n_prompt + n_new}
         text = " ".join(words)
         if not body.get("stream"):
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}} if chat

@@ -265,4 +265,5 @@ def test_through_a_server_over_the_same_weights_answers_equal_the_hf_backend(tmp
     for g, w in zip(got, want):
         assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4) and g.best == w.best
         assert g.prompt_tokens == w.prompt_tokens and g.method == "logprobs"
-    assert [g.text for g in gen] == [r.text for r in ref]
+    assert [(g.text, g.prompt_tokens, g.completion_tokens) for g in gen] == [
+        (r.text, r.prompt_tokens, r.completion_tokens) for r in ref]
