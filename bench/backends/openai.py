@@ -138,7 +138,7 @@ class OpenAIBackend:
                 self.client.stream(path, {**payload, "stream": True, "stream_options": {"include_usage": True}},
                                    on_event)
             except ServerError as exc:
-                if exc.status != 400:
+                if exc.status != 400 or "stream" not in exc.detail.lower():
                     raise
                 self._state["stream"] = False  # a server without streaming options: plain requests from now
                 return self._generate_one(prompt, max_new_tokens)
@@ -322,7 +322,12 @@ def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
                     options.max_connections, key_env=options.api_key_env)
     try:
         ctx.log(f"connecting to {options.base_url} (model {options.model}) ...")
-        served = client.get("models", retries=min(1, options.max_retries)).get("data") or []
+        try:
+            served = client.get("models", retries=min(1, options.max_retries)).get("data") or []
+        except ServerError as exc:
+            if exc.status != 404:
+                raise
+            served = []  # a server without /models: the first request tells whether the model exists
         facts = next((m for m in served if m.get("id") == options.model), None)
         if served and facts is None:
             ids = ", ".join(sorted(str(m.get("id")) for m in served)[:8])
