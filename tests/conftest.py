@@ -100,8 +100,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 @pytest.fixture(scope="session")
-def vllm_server():
-    """The session's VLLMServer (SmolLM2, float32, LoRA enabled), ready."""
+def vllm_lm():
+    """The openai backend on the session's managed vLLM server (SmolLM2, float32, LoRA on)."""
     import vllm_session
 
     return vllm_session.SESSION.get()

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import pytest
 
-FIXTURE = "vllm_server"
+FIXTURE = "vllm_lm"
 # Enough for a loaded 2-core machine (~4 min alone; several helpers' tests beside it).
 STARTUP_TIMEOUT_S = float(os.environ.get("ADAPTBENCH_VLLM_TIMEOUT", "1500"))
 
 
 class SessionServer:
     def __init__(self) -> None:
-        self.server = None
+        self.lm = None
+        self.ctx = None
         self.error: BaseException | None = None
         self.skip_reason: str | None = None
         self._thread: threading.Thread | None = None
@@ -41,15 +42,16 @@ class SessionServer:
         self._thread.start()
 
     def _start(self) -> None:
+        """Through the managed backend entry itself: the server every vLLM test talks to
+        is the one `{backend: vllm, model: smollm2-135m, enable_lora: true}` starts."""
         try:
-            from bench.backends.vllm import served_model_folder
-            from bench.vllm_server import VLLMOptions, VLLMServer
+            from bench.backends import LoadContext, ModelSpec
+            from bench.backends import vllm as engine
 
-            folder = served_model_folder("smollm2-135m", log=lambda *a, **k: None)
-            options = VLLMOptions(model=str(folder), served_name="smollm2-135m", enable_lora=True,
-                                  max_lora_rank=16, dtype="float32", startup_timeout_s=STARTUP_TIMEOUT_S)
-            self.server = VLLMServer(options, self.log_dir / "vllm-server.log").start()
-            self.server.wait()
+            options = engine.VLLMBackendOptions(model="smollm2-135m", enable_lora=True,
+                                                startup_timeout_s=STARTUP_TIMEOUT_S)
+            self.ctx = LoadContext(device="cpu", log=lambda *a, **k: None, run_dir=self.log_dir)
+            self.lm = engine.load(ModelSpec("vllm", options, engine.label(options)), self.ctx)
         except BaseException as exc:  # reported to the tests that need the server
             self.error = exc
 
@@ -60,21 +62,22 @@ class SessionServer:
             t0 = time.monotonic()
             self._thread.join(STARTUP_TIMEOUT_S + 120)
             waited = time.monotonic() - t0
-            if waited > 1:
+            if waited > 1 and self.lm is not None:
                 print(f"\n[vllm] waited {waited:.0f} s more for the session server "
-                      f"(start-up {getattr(self.server, 'startup_s', None) or 0:.0f} s)")
+                      f"(start-up {self.lm.extra['server_startup_s']:.0f} s)")
         if self.error is not None:
             pytest.fail(f"the session's vLLM server did not start: {self.error}", pytrace=False)
-        if self.server is None or not self.server.ready():
+        if self.lm is None:
             pytest.fail(f"the session's vLLM server is not ready; log {self.log_dir / 'vllm-server.log'}",
                         pytrace=False)
-        return self.server
+        return self.lm
 
     def stop(self) -> None:
         if self._thread is not None:
             self._thread.join(1)
-        if self.server is not None:
-            self.server.stop()
+        if self.ctx is not None:
+            for close in reversed(self.ctx.closers):
+                close()
 
 
 SESSION = SessionServer()

@@ -10,22 +10,25 @@ loads), so the engine serves exactly the weights the hf backend trains on. The s
 (bench/vllm_server.py: its own venv, 127.0.0.1, a free port, its log in the run folder)
 is stopped when the run closes the model (`close_lm`), on error and on Ctrl-C.
 
-With `enable_lora` the model serves adapters: a weight-changing strategy trains on
-`trainable_base()` (the hf backend over the same folder) and predicts through
-`with_served_adapter(folder, name)`, which loads the saved PEFT folder at run time
-(POST /v1/load_lora_adapter) and returns the `openai` backend for that adapter.
+With `enable_lora` the model serves adapters (the openai backend's `adapters: true`): a
+weight-changing strategy trains on `trainable_base()` (the hf backend over the same
+weights) and predicts through `with_served_adapter(folder, name)`, which loads the saved
+PEFT folder at run time (POST /v1/load_lora_adapter; the server runs with
+VLLM_ALLOW_RUNTIME_LORA_UPDATING) and returns the openai backend naming that adapter.
 
 This module is light (no torch, no httpx) until `load` runs; the registry entry is
 `VLLM` (built on first access, so importing it needs only `bench.backends.Backend`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from bench.errors import BenchError
 from bench.lm import Capabilities
+from bench.vllm_server import LORA_LAYERS
 
 
 @dataclass(frozen=True)
@@ -34,11 +37,13 @@ class VLLMBackendOptions:
     enable_lora: bool = False
     max_lora_rank: int = 16
     max_loras: int = 2
+    lora_target_modules: tuple[str, ...] | None = LORA_LAYERS  # never lm_head (see VLLMOptions)
     max_model_len: int = 2048
     kv_cache_space_gib: int = 1
     dtype: str | None = "float32"  # the hf backend's CPU dtype, so both score alike
     max_connections: int = 16
     startup_timeout_s: float = 1200.0
+    request_timeout_s: float = 300.0  # a CPU server under 16 concurrent requests is slow per request
     extra_args: tuple[str, ...] = ()
     log: str | None = None  # the server's log; default: vllm-server.log in the run folder
 
@@ -54,6 +59,8 @@ class VLLMBackendOptions:
         if isinstance(self.extra_args, str):
             raise ValueError("extra_args must be a list of command-line arguments, not one string")
         object.__setattr__(self, "extra_args", tuple(str(a) for a in self.extra_args))
+        if self.lora_target_modules is not None:
+            object.__setattr__(self, "lora_target_modules", tuple(str(m) for m in self.lora_target_modules))
 
 
 def capabilities(options: VLLMBackendOptions) -> Capabilities:
@@ -62,7 +69,7 @@ def capabilities(options: VLLMBackendOptions) -> Capabilities:
 
 
 def label(options: VLLMBackendOptions) -> str:
-    return f"vllm:{Path(options.model).name if '/' in options.model else options.model}"
+    return f"vllm:{served_model_name(options)}"
 
 
 def check(options: VLLMBackendOptions) -> None:
@@ -95,6 +102,7 @@ def start_server(options: VLLMBackendOptions, served_name: str, log_path: Path, 
     server_options = VLLMOptions(
         model=str(folder), served_name=served_name, max_model_len=options.max_model_len,
         enable_lora=options.enable_lora, max_lora_rank=options.max_lora_rank, max_loras=options.max_loras,
+        lora_target_modules=options.lora_target_modules,
         kv_cache_space_gib=options.kv_cache_space_gib, dtype=options.dtype, extra_args=options.extra_args,
         startup_timeout_s=options.startup_timeout_s)
     server = VLLMServer(server_options, log_path)
@@ -110,9 +118,13 @@ def start_server(options: VLLMBackendOptions, served_name: str, log_path: Path, 
 
 
 def load(spec: Any, ctx: Any):
-    """Registry loader: start the server, return the `openai` backend pointed at it."""
+    """Registry loader: start the server, return the `openai` backend pointed at it. The
+    server stops when the run closes the model (`ctx.on_close`) or loading fails."""
+    from bench.backends.entries import OpenAIOptions
+    from bench.backends.openai import connect
+
     options: VLLMBackendOptions = spec.options
-    served_name = spec.label.replace("vllm:", "", 1) or "model"
+    served_name = served_model_name(options)
     run_dir = Path(ctx.run_dir) if getattr(ctx, "run_dir", None) else None
     if options.log:
         log_path = Path(options.log)
@@ -121,71 +133,34 @@ def load(spec: Any, ctx: Any):
     else:
         from bench.paths import cache_dir
 
-        log_path = cache_dir("logs") / "vllm-server.log"
+        log_path = cache_dir("logs") / f"vllm-server-{os.getpid()}.log"
     server, folder = start_server(options, served_name, log_path, ctx.log)
     ctx.on_close(server.stop)
-    return ServedModel(server, folder, spec.label, options, ctx)
+    # The tokenizer renders prompts here exactly as the hf backend does; `weights` is the
+    # hf spec LoRA trains on (the same weights the server serves).
+    lm = connect(OpenAIOptions(model=served_name, base_url=server.base_url, tokenizer=str(folder),
+                               weights=options.model, adapters=options.enable_lora,
+                               max_connections=options.max_connections, timeout_s=options.request_timeout_s),
+                 ctx, spec.label)
+    lm.extra.update({"backend": "vllm", "engine": f"vllm {server_version(server)}", "dtype": options.dtype,
+                     "server_log": str(log_path), "server_startup_s": round(server.startup_s or 0.0, 1)})
+    return lm
 
 
-def openai_lm(server: Any, model_id: str, folder: Path, label: str, max_connections: int, ctx: Any):
-    """The `openai` backend for one model id on `server` (through its public spec)."""
-    from bench.backends import ModelSpec, load_lm
-
-    entry = {"backend": "openai", "model": model_id, "base_url": server.base_url, "tokenizer": str(folder),
-             "max_connections": max_connections, "label": label}
-    return load_lm(ModelSpec.parse(entry, f"vllm model {label}"), device=ctx.device,
-                   max_context=ctx.max_context, log=ctx.log)
+def served_model_name(options: VLLMBackendOptions) -> str:
+    """The id the server answers to: the alias, or the folder's or file's stem."""
+    return Path(options.model).stem if ("/" in options.model or options.model.endswith(".gguf")) else options.model
 
 
-@dataclass
-class ServedModel:
-    """The openai backend on the managed server, plus adapter serving when enabled.
-    Every LM attribute not defined here is the openai backend's."""
+def server_version(server: Any) -> str:
+    try:
+        import json
+        import urllib.request
 
-    server: Any
-    folder: Path
-    label: str
-    options: VLLMBackendOptions
-    ctx: Any
-    lm: Any = None
-    _base: Any = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.lm is None:
-            self.lm = openai_lm(self.server, self.server.options.model_id, self.folder, self.label,
-                                self.options.max_connections, self.ctx)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("lm", "server"):
-            raise AttributeError(name)
-        return getattr(self.lm, name)
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return replace(self.lm.capabilities, adapters=self.options.enable_lora, trainable=False)
-
-    def trainable_base(self):
-        """The hf backend over the very folder the server serves (loaded once)."""
-        if self._base is None:
-            from bench.backends import ModelSpec, load_lm
-
-            self._base = load_lm(ModelSpec.parse(str(self.folder), f"vllm model {self.label} (training base)"),
-                                 device=self.ctx.device, max_context=self.ctx.max_context, log=self.ctx.log)
-        return self._base
-
-    def with_served_adapter(self, adapter_dir: Any, name: str):
-        if not self.options.enable_lora:
-            raise BenchError(f"model {self.label!r}: the vLLM server was started without enable_lora")
-        model_id = self.server.load_lora_adapter(name, adapter_dir)
-        return openai_lm(self.server, model_id, self.folder, f"{self.label}+{name}", self.options.max_connections,
-                         self.ctx)
-
-    def close(self) -> None:
-        for lm in (self.lm, self._base):
-            close = getattr(lm, "close", None)
-            if callable(close):
-                close()
-        self.server.stop()
+        with urllib.request.urlopen(server.base_url.removesuffix("/v1") + "/version", timeout=5) as resp:
+            return str(json.loads(resp.read().decode()).get("version"))
+    except (OSError, ValueError):
+        return "unknown"
 
 
 def __getattr__(name: str) -> Any:
