@@ -22,7 +22,6 @@ STARTUP_TIMEOUT_S = float(os.environ.get("ADAPTBENCH_VLLM_TIMEOUT", "1500"))
 class SessionServer:
     def __init__(self) -> None:
         self.lm = None
-        self.ctx = None
         self.error: BaseException | None = None
         self.skip_reason: str | None = None
         self._thread: threading.Thread | None = None
@@ -45,13 +44,12 @@ class SessionServer:
         """Through the managed backend entry itself: the server every vLLM test talks to
         is the one `{backend: vllm, model: smollm2-135m, enable_lora: true}` starts."""
         try:
-            from bench.backends import LoadContext, ModelSpec
-            from bench.backends import vllm as engine
+            from bench.backends import ModelSpec, load_lm
 
-            options = engine.VLLMBackendOptions(model="smollm2-135m", enable_lora=True,
-                                                startup_timeout_s=STARTUP_TIMEOUT_S)
-            self.ctx = LoadContext(device="cpu", log=lambda *a, **k: None, run_dir=self.log_dir)
-            self.lm = engine.load(ModelSpec("vllm", options, engine.label(options)), self.ctx)
+            entry = {"backend": "vllm", "model": "smollm2-135m", "enable_lora": True,
+                     "startup_timeout_s": STARTUP_TIMEOUT_S}
+            self.lm = load_lm(ModelSpec.parse(entry, "the test session's vLLM server"), device="cpu",
+                              log=lambda *a, **k: None, run_dir=self.log_dir)
         except BaseException as exc:  # reported to the tests that need the server
             self.error = exc
 
@@ -75,9 +73,10 @@ class SessionServer:
     def stop(self) -> None:
         if self._thread is not None:
             self._thread.join(1)
-        if self.ctx is not None:
-            for close in reversed(self.ctx.closers):
-                close()
+        if self.lm is not None:
+            from bench.backends import close_lm
+
+            close_lm(self.lm)  # stops the server (SIGTERM, then SIGKILL, to its process group)
 
 
 SESSION = SessionServer()

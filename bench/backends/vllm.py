@@ -17,7 +17,8 @@ PEFT folder at run time (POST /v1/load_lora_adapter; the server runs with
 VLLM_ALLOW_RUNTIME_LORA_UPDATING) and returns the openai backend naming that adapter.
 
 This module is light (no torch, no httpx) until `load` runs; the registry entry is
-`VLLM` (built on first access, so importing it needs only `bench.backends.Backend`).
+`VLLM` ("vllm": "bench.backends.vllm:VLLM" in `bench.backends.BACKENDS`; short form
+`vllm:MODEL`).
 """
 from __future__ import annotations
 
@@ -168,5 +169,6 @@ def __getattr__(name: str) -> Any:
         from bench.backends import Backend
 
         return Backend(name="vllm", options=VLLMBackendOptions, capabilities=capabilities,
-                       load="bench.backends.vllm:load", label=label, check=check)
+                       load="bench.backends.vllm:load", label=label, check=check,
+                       short=lambda rest: {"model": rest})  # --model vllm:smollm2-135m
     raise AttributeError(name)
