@@ -312,10 +312,12 @@ def load(spec, ctx) -> OpenAIBackend:
     return connect(spec.options, ctx, spec.label)
 
 
-def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
+def connect(options, ctx, name: str | None = None, where: Any = None) -> OpenAIBackend:
     """An `OpenAIBackend` for `options` (an `OpenAIOptions`), checked against the server:
     it answers, the key is accepted, and it serves `options.model`. A managed server
-    (the vllm entry) calls this with the URL it started."""
+    (the vllm entry) calls this with the URL it started; its port changes every start,
+    so it passes `where` (e.g. "managed vllm"), which stands for the URL in the
+    fingerprint: the same engine and weights on another port reuse cached predictions."""
     name = name or f"openai:{options.model}"
     key = _api_key(options, name)
     client = Client(options.base_url, options.model, key, options.timeout_s, options.max_retries,
@@ -338,7 +340,7 @@ def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
         tokenizer, tok_sha = _tokenizer(options, ctx)
         limit = options.max_context or min(ctx.max_context, int(facts.get("max_model_len") or ctx.max_context))
         endpoint = "chat/completions" if options.uses_chat_endpoint else "completions"
-        identity = {"base_url": options.base_url, "model": options.model, "server": facts, "endpoint": endpoint,
+        identity = {"base_url": options.base_url if where is None else where, "model": options.model, "server": facts, "endpoint": endpoint,
                     "tokenizer_sha256": tok_sha, "max_context": limit}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         extra = {"backend": "openai", "base_url": options.base_url, "served_model": options.model,
