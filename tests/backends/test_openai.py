@@ -6,7 +6,8 @@ import pytest
 
 from bench.backends import LoadContext, ModelSpec
 from bench.backends.entries import OpenAIOptions
-from bench.backends.openai import CHAT_PREFIX, connect, match_label
+from bench.backends.labels import match_label
+from bench.backends.openai import CHAT_PREFIX, connect
 from bench.errors import BenchError
 from fake_openai import FakeOpenAIServer, label_logprob, reply_for
 from fakes import tiny_tokenizer
