@@ -78,7 +78,10 @@ class ResultSink:
         record = dict(result.record)
         if result.ok:
             record = self._place_artifacts(result, record)
-            self.store.append_rows(result.rows)
+            # Rows resumed from rows.jsonl itself are there already: never written twice.
+            there = {(r.get("example_id"), r.get("pred_digest")) for r in self.store.read_rows()
+                     if r.get("cell") == result.cell}
+            self.store.append_rows([r for r in result.rows if (r.get("example_id"), r.get("pred_digest")) not in there])
         self.store.append_cell(redact(record))  # an error message may echo a token
         if result.ok:
             self.store.clear_partial(result.cell)

@@ -8,6 +8,7 @@ from bench.config import RunConfig
 from bench.runner import Runner
 from bench.sink import ResultSink, merge_manifest
 from bench.store import RunStore, read_jsonl
+from grids import fake_world  # noqa: F401 (a fixture)
 
 
 def _run(cfg, barrier):

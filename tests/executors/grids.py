@@ -1,5 +1,7 @@
-"""Shared pieces of the executor tests: a fake world for in-process runs, and a real
-small grid (tiny safetensors LM, two task specs) that Ray workers can load by path."""
+"""Helpers of the executor tests: a real small grid (tiny safetensors LM, two task
+specs) that Ray workers can load by path, the deterministic content of a run, and a
+fake world for in-process runs (a fixture: import it by name; no conftest here, since
+reliability tests import their own `conftest` module by that name)."""
 import json
 from pathlib import Path
 
@@ -14,15 +16,6 @@ CELL_FACTS = ("cell", "task", "strategy", "model", "seed", "status", "error", "m
               "cached_n", "truncated_n", "pred_digest", "prepare_cached", "predict_oom_retries")
 INFO_FACTS = ("final_train_loss", "adapter_sha256", "weights_sha256", "index_sha256", "demo_ids", "n_chunks",
               "steps")
-
-
-@pytest.fixture
-def fake_world(monkeypatch):
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: FakeHandle(reply="blue"))
-    monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: {"toy-cls": toy_classification,
-                                                                      "toy-qa": toy_qa}[name]())
-    monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-cls", "fakes:toy_classification")
-    monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-qa", "fakes:toy_qa")
 
 
 def outputs(run_dir):
@@ -75,3 +68,12 @@ def small_grid(folder: Path, limit: int = 6, qa_tokens: int = 4, strategies=None
                                          "max_length": 96}]}
     cfg.update(extra)
     return cfg
+
+
+@pytest.fixture
+def fake_world(monkeypatch):
+    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: FakeHandle(reply="blue"))
+    monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: {"toy-cls": toy_classification,
+                                                                      "toy-qa": toy_qa}[name]())
+    monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-cls", "fakes:toy_classification")
+    monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-qa", "fakes:toy_qa")
