@@ -77,7 +77,8 @@ def score_rows(cell: str, task, strategy_label: str, model_name: str, seed: int,
             "latency_s": pred.latency_s, "prompt_tokens": pred.prompt_tokens,
             "completion_tokens": pred.completion_tokens, "retrieved_ids": list(pred.retrieved_ids),
             "recall_at_k": recall_at_k(list(pred.retrieved_ids), gold) if pred.retrieved_ids else None,
-            "truncated": pred.truncated, "first_token_s": pred.first_token_s, "retrieval_s": pred.retrieval_s})
+            "truncated": pred.truncated, "first_token_s": pred.first_token_s, "retrieval_s": pred.retrieval_s,
+            "scoring": getattr(pred, "scoring", None)})
     return rows
 
 
@@ -100,8 +101,10 @@ class Worker:
     """The loaded tasks, model and strategies of one process (this one, or a Ray actor)."""
 
     def __init__(self, config, log: Callable[..., None] | None = None, open_bar=None,
-                 workdir: Callable[[str], Path] | None = None, node: str | None = None, tasks=()) -> None:
+                 workdir: Callable[[str], Path] | None = None, node: str | None = None, tasks=(),
+                 run_dir: Path | None = None) -> None:
         self.config = config
+        self.run_dir = run_dir  # where a managed server writes its log (the driver's folder, locally)
         self.log = log or (lambda *a, **k: None)
         self.open_bar = open_bar  # opens a progress bar per phase (bench.progress), or None
         self._workdir = workdir
@@ -133,14 +136,18 @@ class Worker:
         return self._model
 
     def _load_model(self, entry: Any):
-        from bench.models import load_model
+        from bench import backends
 
         cfg = self.config
-        self.log(f"loading model {entry} ...")
-        return load_model(entry, device=cfg.device, max_context=cfg.max_context,
-                          trust_remote_code=cfg.trust_remote_code, log=self.log)
+        return backends.load_lm(backends.ModelSpec.parse(entry, "a cell's model"), device=cfg.device,
+                                max_context=cfg.max_context, trust_remote_code=cfg.trust_remote_code,
+                                log=self.log, run_dir=self.run_dir)
 
     def release_model(self) -> None:
+        if self._model is not None:
+            from bench.backends import close_lm
+
+            close_lm(self._model)  # stops a server the backend started
         self._model, self._model_entry = None, None
         gc.collect()
 
@@ -200,7 +207,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dic
 
     cfg, cell, label, model_name = worker.config, spec.cell, spec.strategy.label, spec.model_label
     record: dict[str, Any] = {"cell": cell, "task": spec.task.name, "strategy": label, "model": model_name,
-                              "seed": spec.seed, "metric": None, "n": None, "device": None, "started_at": now(),
+                              "backend": _backend(spec.model), "seed": spec.seed, "metric": None, "n": None, "device": None, "started_at": now(),
                               "error": None, "info": {}}
     prep: dict[str, Any] = {}
     try:
@@ -232,6 +239,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dic
                       computed_n=pstats.computed_n, truncated_n=sum(bool(r.get("truncated")) for r in rows),
                       pred_digest=digest, predict_oom_retries=pstats.oom_retries,
                       predict_batch_size_used=pstats.batch_size_used, notes=pstats.notes,
+                      scoring="/".join(sorted({str(r.get("scoring")) for r in rows if r.get("scoring")})) or None,
                       prepare_s=prep["prepare_s"], predict_s=pstats.predict_s,
                       peak_memory_mb=max(mem_prepare.rss_mb, mem_predict.rss_mb),
                       peak_memory_prepare_mb=mem_prepare.rss_mb, peak_memory_predict_mb=mem_predict.rss_mb,
@@ -297,6 +305,10 @@ def execute(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[d
         return begun
     (probed,) = probe_cells([begun], worker)
     return complete(probed, worker)
+
+
+def _backend(entry: Any) -> str:
+    return str(entry.get("backend", "hf")) if isinstance(entry, dict) else "hf"
 
 
 def _quiet_bar(description: str, total: int | None):

@@ -44,7 +44,7 @@ class CellSpec:
     cell: str
     task: TaskRef
     strategy: StrategyEntry
-    model: Any  # the config's model entry (a string today; a ModelSpec mapping with seam 1)
+    model: Any  # the model entry as JSON: `bench.backends.ModelSpec.to_dict()`
     seed: int
     limit: int | None
     train_limit: int | None
@@ -81,9 +81,9 @@ class CellSpec:
 
 
 def model_label(entry: Any) -> str:
-    """The model's name in cell ids and tables: the entry itself, or a mapping's label."""
+    """The model's name in cell ids and tables: a ModelSpec mapping's label."""
     if isinstance(entry, Mapping):
-        return str(entry.get("label") or entry.get("name") or entry.get("model"))
+        return str(entry.get("label") or entry.get("model"))
     return str(getattr(entry, "label", entry))
 
 
@@ -125,7 +125,8 @@ def plan(config, names: Mapping[str, str] | None = None) -> list[CellSpec]:
     specs = []
     strategies = [StrategyEntry(s.name, s.label, dict(s.options)) for s in config.strategy_specs()]
     resources = {s.label: cell_resources(config, s) for s in strategies}
-    for model in config.models:
+    for model_spec in config.model_specs():
+        model = model_spec.to_dict()
         for entry in config.tasks:
             task = TaskRef(entry, config.data_seed, names[entry])
             for strategy in strategies:

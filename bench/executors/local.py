@@ -31,7 +31,8 @@ class LocalExecutor:
         from bench import latency
 
         log = context.log
-        worker = Worker(context.config, log, context.open_bar, workdir=sink.artifacts_dir, tasks=context.tasks)
+        worker = Worker(context.config, log, context.open_bar, workdir=sink.artifacts_dir, tasks=context.tasks,
+                        run_dir=sink.root)
         grouped = getattr(latency, "probe_group", None) is not None
         done = sink.done_cells()
         sink.update_manifest({"executor": self.facts()})
@@ -41,7 +42,9 @@ class LocalExecutor:
                 log(f"[dim]every cell of {model} is already in {sink.root}; model not loaded[/]")
                 continue
             handle = worker.model(specs[0].model)
-            sink.update_manifest({"models": {model: {"fingerprint": handle.fingerprint, "device": handle.device,
+            entry = specs[0].model
+            sink.update_manifest({"models": {model: {"backend": entry.get("backend", "hf"), "spec": entry,
+                                                     "fingerprint": handle.fingerprint, "device": handle.device,
                                                      **handle.extra}}})
             key = (lambda s: s.task.entry) if grouped else (lambda s: s.cell)
             for _, group in itertools.groupby(specs, key=key):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import bench.models
+import bench.backends
 import tasks as tasks_pkg
 from fakes import FakeHandle, toy_classification, toy_qa
 
@@ -72,7 +72,7 @@ def small_grid(folder: Path, limit: int = 6, qa_tokens: int = 4, strategies=None
 
 @pytest.fixture
 def fake_world(monkeypatch):
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: FakeHandle(reply="blue"))
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: FakeHandle(reply="blue"))
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: {"toy-cls": toy_classification,
                                                                       "toy-qa": toy_qa}[name]())
     monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-cls", "fakes:toy_classification")

@@ -16,7 +16,8 @@ def test_cell_specs_round_trip_through_json_and_follow_the_run_order():
     assert len(specs) == 2 * 2 * 2 * 2
     assert [s.cell for s in specs[:3]] == ["alpha|prompting|m1|seed0", "alpha|prompting|m1|seed1",
                                            "alpha|lora-r4|m1|seed0"]
-    assert {s.model for s in specs[:8]} == {"m1"}  # model-major: one load per model
+    assert {s.model_label for s in specs[:8]} == {"m1"}  # model-major: one load per model
+    assert specs[0].model["backend"] == "hf" and specs[0].model["model"] == "m1"  # a ModelSpec, as JSON
     for spec in specs:
         again = CellSpec.from_json(json.dumps(json.loads(spec.to_json())))
         assert again == spec
