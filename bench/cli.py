@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
     r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
-                   "with its stored config; only --device and --no-cache may be given with it")
+                   "with its stored config; only --device, --no-cache, --executor and --ray-address may be given with it")
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
     r.add_argument("--executor", choices=["local", "ray"],

@@ -264,10 +264,10 @@ def probe_cells(started: list[Started], worker: Worker) -> list[Started | CellRe
     out: list[Started | CellResult] = []
     if group is not None and len(started) > 1 and len({id(s.task) for s in started}) == 1:
         try:
-            entries = [(s.spec.strategy.label, s.strategy, s.artifacts) for s in started]
+            entries = [(s.spec.cell, s.strategy, s.artifacts) for s in started]  # cell ids: unique across seeds
             found = group(entries, started[0].examples, cfg.latency_sample, cfg.warmup, open_bar=worker.open_bar)
             for s in started:
-                s.record["latency"] = found.get(s.spec.strategy.label, {})
+                s.record["latency"] = found.get(s.spec.cell, {})
             return list(started)
         except Exception as exc:  # noqa: BLE001 (a failed probe fails the group's cells, not the run)
             return [_failed(s.spec, s.record, exc, s.prep, worker) for s in started]

@@ -75,8 +75,8 @@ def connect(options: RayOptions) -> bool:
                               "namespace": "adaptbench", "configure_logging": False}
     if options.address:
         kwargs["address"] = options.address
-    else:
-        kwargs.update(num_cpus=options.num_cpus, num_gpus=options.num_gpus,
+    else:  # "local": a new cluster, even where an earlier `ray start` left its address file
+        kwargs.update(address="local", num_cpus=options.num_cpus, num_gpus=options.num_gpus,
                       object_store_memory=options.object_store_memory)
     where = f"the Ray cluster at {options.address}" if options.address else "a local Ray cluster"
     try:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # a Ray cluster and real workers: seconds, not mi
 def cluster(tmp_path_factory):
     """Two CPUs, a small object store, no dashboard (token authentication is Ray's
     default for a local cluster from 2.59: it keeps its token under ~/.ray)."""
-    ray.init(num_cpus=2, object_store_memory=128 * 2**20, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, object_store_memory=128 * 2**20, include_dashboard=False, log_to_driver=False,
              namespace="adaptbench-tests")
     yield tmp_path_factory.mktemp("ray-grid")
     ray.shutdown()

@@ -73,9 +73,8 @@ def test_bench_run_joins_a_cluster_of_two_nodes_started_with_ray_start(tmp_path)
                            f"--object-store-memory={store}"], env, log)
             while _nodes(address, env) < 2 and time.monotonic() < deadline:
                 time.sleep(1)
-            cfg = small_grid(tmp_path, limit=4, strategies=["prompting", {"name": "lora", "max_steps": 1,
-                                                                          "batch_size": 2, "max_length": 64,
-                                                                          "max_val_examples": 0}])
+            cfg = small_grid(tmp_path, limit=4, strategies=["prompting", {"name": "prompting", "label": "p2",
+                                                                          "shots": 2}])
             cfg["tasks"] = cfg["tasks"][:1]
             (tmp_path / "run.json").write_text(json.dumps(cfg))
             out = subprocess.run([sys.executable, "-m", "bench.cli", "run", str(tmp_path / "run.json"), "--out",
@@ -92,7 +91,5 @@ def test_bench_run_joins_a_cluster_of_two_nodes_started_with_ray_start(tmp_path)
     assert manifest["executor"]["resources"]["CPU"] == 2
     cells = read_jsonl(run_dir / "cells.jsonl")
     assert [c["status"] for c in cells] == ["ok", "ok"] and manifest["finished_at"]
-    lora = next(c for c in cells if c["strategy"] == "lora")
-    adapter = Path(manifest["artifacts"][lora["cell"]]["adapter_path"])
-    assert adapter.is_dir() and run_dir in adapter.parents  # shipped back from the worker node
+    assert all(manifest["cells"][c["cell"]]["hardware"]["node"] for c in cells)
     assert env["RAY_AUTH_TOKEN"] not in (run_dir / "manifest.json").read_text()
