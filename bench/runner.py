@@ -50,6 +50,7 @@ def score_rows(cell: str, task, strategy_label: str, model_name: str, seed: int,
         rows.append({
             "cell": cell, "task": task.name, "strategy": strategy_label, "model": model_name, "seed": seed,
             "example_id": ex.id, "input": ex.input, "target": ex.target, "output": pred.output,
+            **({"answers": ex.answers} if len(ex.answers) > 1 else {}),
             "score": scores["score"], "exact_match": scores.get("exact_match"), "f1": scores.get("f1"),
             "latency_s": pred.latency_s, "prompt_tokens": pred.prompt_tokens,
             "completion_tokens": pred.completion_tokens, "retrieved_ids": list(pred.retrieved_ids),
@@ -91,6 +92,7 @@ class Runner:
 
     def run(self) -> Path:
         from bench.manifest import build_manifest
+        from bench.metrics import train_answer_facts
         from strategies import STRATEGIES
         from tasks import TASKS
 
@@ -120,7 +122,8 @@ class Runner:
             manifest["tasks"][task.name] = {
                 "fingerprint": task.fingerprint(), "source": task.source,
                 "sizes": {s: len(task.split(s)) for s in ("train", "validation", "test")},
-                "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes()}
+                "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes(),
+                **train_answer_facts(task)}
         self.store.write_json("manifest.json", manifest)
         with self._phases() as phases:
             for model_name in cfg.models:

@@ -23,6 +23,7 @@ import pandas as pd
 from bench.stats import compare_pair
 from reports.frame import RunFrames, ok_rows
 from reports.intervals import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
+from reports.trivial import PREDICTORS, per_example
 
 # Metrics whose per-example values are 0/1, so McNemar's test applies.
 BINARY_METRICS = {"accuracy", "exact_match"}
@@ -80,6 +81,17 @@ def compare_strategies(frames: RunFrames) -> pd.DataFrame:
             found = compare_two(group, a, b, metrics.get(task))
             if found:
                 out.append({"task": task, "model": model, **found})
+        # Each strategy against the constant predictors, on the same examples and seeds.
+        for name, scores in per_example(frames, task, group, metrics.get(task)).items():
+            if name not in PREDICTORS:
+                continue
+            pairs = group[["seed", "example_id"]].drop_duplicates()
+            fake = pairs.assign(strategy=name, score=pairs["example_id"].map(scores).astype(float))
+            both = pd.concat([group[["seed", "example_id", "strategy", "score"]], fake], ignore_index=True)
+            for a in strategies:
+                found = compare_two(both, a, name, metrics.get(task))
+                if found:
+                    out.append({"task": task, "model": model, **found})
     return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
 
 

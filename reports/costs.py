@@ -21,7 +21,7 @@ from bench.cost import (API_PRICES, HARDWARE_PRICES, PRICE_TABLE_VERSION, api_co
                         break_even_interval, cost_per_1k_queries, detect_hardware_key, prepare_cost,
                         price_per_hour, total_cost)
 from bench.errors import BenchError
-from reports.frame import NOT_OK, is_missing
+from reports.frame import BASELINE, NOT_OK, is_missing
 
 COST_COLUMNS = ["hardware", "price_usd_per_hour", "prepare_cost_usd", "cost_per_1k_usd"]
 DEFAULT_VOLUMES = (10_000, 100_000, 1_000_000)
@@ -181,7 +181,7 @@ def break_even_frame(summary: pd.DataFrame, frames=None) -> pd.DataFrame:
     With the run's `frames`, a 95% interval from bootstrapped per-query costs (the
     prepare costs are single measurements and are held fixed); inf high: maybe never."""
     out: list[dict[str, Any]] = []
-    ok = summary[~summary["status"].astype(str).isin(NOT_OK)] if len(summary) else summary
+    ok = summary[~summary["status"].astype(str).isin(NOT_OK | {BASELINE})] if len(summary) else summary
     samples = cost_samples(frames, ok) if frames is not None and len(ok) else {}
     for (task, model), rows in ok.groupby(["task", "model"], sort=False):
         for x, y in itertools.combinations(rows.to_dict(orient="records"), 2):

@@ -21,7 +21,7 @@ from reports import charts, svg
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
 from reports.drill import DRILL_LIMIT, drill
-from reports.frame import RunFrames, best_index, is_missing, load_run, ok_rows
+from reports.frame import BASELINE, RunFrames, best_index, is_missing, load_run, ok_rows
 from reports.markdown import fmt_ci, price_line
 from reports.page import clip, fmt_num, render
 from reports.summary import NOT_OK, summarize
@@ -100,11 +100,12 @@ def _costs(rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame, breaks: 
     task = rows["task"].iloc[0]
     pairs = comparisons[comparisons["task"] == task].to_dict(orient="records")
     even = [dict(b, volume=_volume(b)) for b in breaks[breaks["task"] == task].to_dict(orient="records")]
-    ok = rows[~rows["status"].isin(NOT_OK)]
+    ok = rows[~rows["status"].isin(NOT_OK | {BASELINE})]
     totals = [{"label": labels[(t["strategy"], t["model"])], "totals": [fmt_usd(v) for v in t["totals"]]}
               for t in monthly_totals(ok, volumes)]
     lines = [(labels[(r.strategy, r.model)], r.prepare_cost_usd,
-              None if is_missing(r.cost_per_1k_usd) else r.cost_per_1k_usd / 1000.0) for r in rows.itertuples()]
+              None if is_missing(r.cost_per_1k_usd) else r.cost_per_1k_usd / 1000.0) for r in rows.itertuples()
+             if r.status != BASELINE]
     crossings = [(float(b["queries"]), f"{b['b']} < {b['a']} after {charts.volume(float(b['queries']))}")
                  for b in even if not is_missing(b["queries"]) and float(b["queries"]) > 0]
     chart = charts.cost_lines(lines, crossings, f"total cost against queries served, {task}")
@@ -113,9 +114,12 @@ def _costs(rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame, breaks: 
 
 def _decision_charts(frames: RunFrames, rows: pd.DataFrame, labels: dict, metric: str) -> dict[str, Any]:
     task = rows["task"].iloc[0]
-    order = list(rows.itertuples())
+    refs = [(labels[(r.strategy, r.model)], float(r.score)) for r in rows.itertuples()
+            if r.status == BASELINE and not is_missing(r.score)]
+    order = [r for r in rows.itertuples() if r.status != BASELINE]
     pareto = charts.pareto([(labels[(r.strategy, r.model)], r.cost_per_1k_usd, r.score, r.score_ci_low,
-                             r.score_ci_high) for r in order], f"{metric} against cost per query, {task}", metric)
+                             r.score_ci_high) for r in order], f"{metric} against cost per query, {task}", metric,
+                           refs=refs)
     done = ok_rows(frames)
     done = done[done["task"] == task] if not done.empty else done
     series, batch1 = [], True

@@ -70,7 +70,7 @@ def task_table(rows: pd.DataFrame) -> str:
     # A model column for one model, or a macro-F1 column for a QA task, would be all "–".
     columns = [c for c in MD_COLUMNS if (c[0] != "model" or rows["model"].nunique() > 1)
                and (c[0] != "macro_f1" or rows["macro_f1"].notna().any())]
-    best = best_index(rows, "score")
+    best = best_index(rows[rows["status"] == "ok"], "score")
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "|".join("---" if spec is None else "---:" for _, _, spec in columns) + "|"]
     for idx, row in rows.iterrows():

@@ -21,6 +21,7 @@ from reports.compare_pairs import compare_strategies, metric_by_task
 from reports.costs import add_costs, break_even_frame, price_table
 from reports.frame import KEYS, NOT_OK, RunFrames, load_run, ok_rows
 from reports.intervals import macro_f1_by_cell, score_intervals
+from reports.trivial import baseline_rows, with_baselines
 
 # Reduced from each cell's rows (and its batch-1 latency probe), then averaged over
 # the seeds that finished.
@@ -122,7 +123,8 @@ def summarize(frames: RunFrames) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame([_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)])
     out = out.merge(score_intervals(ok_rows(frames)), on=KEYS, how="left")
-    return add_costs(out, frames.manifest)[COLUMNS]
+    out = add_costs(out, frames.manifest)[COLUMNS]
+    return with_baselines(out, baseline_rows(frames, metric_by_task(frames)))
 
 
 def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:

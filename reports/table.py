@@ -17,7 +17,7 @@ from rich.text import Text
 
 from reports.compare_pairs import describe
 from reports.costs import fmt_usd
-from reports.frame import best_index, is_missing
+from reports.frame import BASELINE, best_index, is_missing
 from reports.markdown import price_line, task_records
 
 # (column, header, format spec, None for text, or "usd"; justify). Seconds and memory
@@ -79,7 +79,9 @@ def summary_table(summary: pd.DataFrame, title: str | None = None) -> Table:
         cells = []
         for col, _, spec, _ in columns:
             text = Text(score_text(row) if col == "score" else _cell(row.get(col), spec))
-            if col == "score" and row.get("status") != "ok":
+            if row.get("status") == BASELINE:
+                text.stylize("dim")  # a reference row: what a strategy must beat
+            elif col == "score" and row.get("status") != "ok":
                 text.stylize("red")  # failed, partial or incomplete
             elif col == "score" and idx in best:
                 text.stylize("bold")

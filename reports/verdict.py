@@ -17,7 +17,8 @@ import pandas as pd
 
 from reports.compare_pairs import evidence, find
 from reports.costs import fmt_usd
-from reports.frame import best_index, is_missing
+from reports.frame import BASELINE, best_index, is_missing
+from reports.trivial import PREDICTORS
 
 
 def display_labels(rows: pd.DataFrame) -> dict[tuple[str, str], str]:
@@ -139,10 +140,34 @@ def _break_even(ok: pd.DataFrame, break_even: pd.DataFrame | None, labels: dict)
     return f"break-even: {hit.iloc[0]['meaning']}" if len(hit) else None
 
 
+def _baselines(ok: pd.DataFrame, rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame | None) -> str | None:
+    """"prompting is not better than majority-class (0.19 vs 0.50; ...)": a strategy the
+    paired test cannot tell from (or finds worse than) a constant predictor."""
+    refs = rows[(rows["status"] == BASELINE) & rows["strategy"].isin(PREDICTORS)]
+    if comparisons is None or refs.empty:
+        return None
+    out = []
+    for _, ref in refs.iterrows():
+        weak = []
+        for _, r in ok[ok["model"] == ref["model"]].iterrows():
+            pair = find(comparisons, r["task"], r["model"], r["strategy"], ref["strategy"])
+            if pair is not None and pair["verdict"] != f"{r['strategy']} better":
+                weak.append((labels[(r["strategy"], r["model"])], r, pair))
+        if not weak:
+            continue
+        names = _names([w[0] for w in weak])
+        verb = "is" if len(weak) == 1 else "are"
+        scores = ", ".join(f"{w[0]} {float(w[1]['score']):.2f}" for w in weak)
+        how = "worse than" if all(w[2]["verdict"] == f"{ref['strategy']} better" for w in weak) else "no better than"
+        out.append(f"{names} {verb} {how} the trivial {ref['strategy']} baseline ({float(ref['score']):.2f}; "
+                   f"{scores}; paired test on the same examples)")
+    return "; ".join(out) or None
+
+
 def verdict(rows: pd.DataFrame, labels: dict, metric: str = "score", comparisons: pd.DataFrame | None = None,
             break_even: pd.DataFrame | None = None) -> str:
     ok = rows[rows["status"] == "ok"]
-    parts = [_accuracy(ok, labels, comparisons, metric)]
+    parts = [_accuracy(ok, labels, comparisons, metric), _baselines(ok, rows, labels, comparisons)]
     if (i := best_index(ok, "latency_p50_ms")) is not None:
         parts.append(f"{labels[(ok.at[i, 'strategy'], ok.at[i, 'model'])]} is fastest "
                      f"(p50 {ok.at[i, 'latency_p50_ms']:.0f} ms)")
