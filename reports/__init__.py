@@ -31,7 +31,7 @@ def render_run(run_dir: str | Path, console: "Console | None" = None) -> "pd.Dat
     from reports.table import print_summary
 
     frames = load_run(run_dir)
-    summary = summarize(frames)
+    summary = summarize(frames, baselines=True)
     comparisons = compare_strategies(frames)  # bootstraps once, shared by every output
     write_summary(run_dir, frames=frames, summary=summary, comparisons=comparisons)
     render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons)

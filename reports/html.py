@@ -196,7 +196,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
 
 def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
                      comparisons: pd.DataFrame | None = None) -> str:
-    summary = summarize(frames) if summary is None else summary
+    summary = summarize(frames, baselines=True) if summary is None else summary
     ctx = report_context(frames, summary, comparisons)
     return render("report.html.j2", "report.css", ("drill.js",), **ctx)
 

@@ -23,7 +23,7 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.stats import paired_bootstrap_diff
-from reports.frame import BASELINE, KEYS, NOT_OK, RunFrames, is_missing, ok_rows
+from reports.frame import KEYS, NOT_OK, RunFrames, is_missing, ok_rows
 from reports.intervals import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
 from reports.summary import summarize
 
@@ -111,8 +111,7 @@ def _compare_cell(key: tuple, b: dict | None, n: dict | None, base_scores: pd.Se
 def compare_runs(base: RunFrames, new: RunFrames, thresholds: Thresholds | None = None) -> pd.DataFrame:
     """One row per cell of either run (the new run's order, then the baseline's extras)."""
     th = thresholds or Thresholds()
-    # Trivial baselines are references, not cells that ran: nothing to gate on.
-    base_sum, new_sum = (s[s["status"] != BASELINE] for s in (summarize(base), summarize(new)))
+    base_sum, new_sum = summarize(base), summarize(new)
     if base_sum.empty:
         raise BenchError(f"baseline {base.root} holds no finished cells to compare against")
     if new_sum.empty:

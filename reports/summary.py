@@ -117,14 +117,17 @@ def _apply_probe(frame: pd.DataFrame, i: Any, probe: Any) -> None:
     frame.loc[i, "merged_latency_p50_ms"] = float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def summarize(frames: RunFrames) -> pd.DataFrame:
+def summarize(frames: RunFrames, baselines: bool = False) -> pd.DataFrame:
+    """One row per (task, strategy, model); with `baselines`, each task's trivial
+    baselines (`reports.trivial`, status "baseline") follow its strategies, as every
+    rendered table shows them."""
     per_cell = cell_stats(frames)
     if per_cell.empty:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame([_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)])
     out = out.merge(score_intervals(ok_rows(frames)), on=KEYS, how="left")
     out = add_costs(out, frames.manifest)[COLUMNS]
-    return with_baselines(out, baseline_rows(frames, metric_by_task(frames)))
+    return with_baselines(out, baseline_rows(frames, metric_by_task(frames))) if baselines else out
 
 
 def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
@@ -183,7 +186,7 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
     from reports.markdown import summary_markdown  # markdown imports this module
 
     frames = frames or load_run(run_dir)
-    summary = summarize(frames) if summary is None else summary
+    summary = summarize(frames, baselines=True) if summary is None else summary
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)

@@ -49,7 +49,7 @@ def build_classifier_run(root):
 
 def test_majority_classifier_ties_majority_baseline_and_verdict_says_so(tmp_path):
     frames = load_run(build_classifier_run(tmp_path / "run"))
-    summary = summarize(frames)
+    summary = summarize(frames, baselines=True)
     base = summary.set_index("strategy")
     assert base.loc[MAJORITY, "status"] == "baseline"
     assert base.loc[MAJORITY, "score"] == pytest.approx(0.5)
@@ -106,14 +106,14 @@ def test_qa_baselines_score_empty_and_top_answer(tmp_path):
     store.append_cell({"cell": cell, "task": "qa", "strategy": "prompting", "model": MODEL, "seed": 0,
                        "status": "ok", "metric": "f1", "n": 4, "prepare_s": 0.0, "predict_s": 1.0, "info": {}})
     store.write_json("manifest.json", {"tasks": {"qa": {"train_top_answer": "Paris", "train_top_answer_n": 7}}})
-    summary = summarize(load_run(tmp_path / "qa")).set_index("strategy")
+    summary = summarize(load_run(tmp_path / "qa"), baselines=True).set_index("strategy")
     assert summary.loc[EMPTY, "score"] == 0.0
     # F1 of "Paris": 1 (best of "Paris" and "paris france"), 0, 1, 0.
     assert summary.loc[TOP_ANSWER, "score"] == pytest.approx(0.5)
 
 
 def test_run_without_train_counts_has_no_baselines(run_dir):
-    summary = summarize(load_run(run_dir))
+    summary = summarize(load_run(run_dir), baselines=True)
     assert not (summary["status"] == "baseline").any()
     assert MAJORITY not in summary_markdown(summary)
     assert MAJORITY not in render_html_text(load_run(run_dir), summary)
