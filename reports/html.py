@@ -22,6 +22,7 @@ from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
 from reports.drill import DRILL_LIMIT, drill
 from reports.frame import BASELINE, RunFrames, best_index, is_missing, load_run, ok_rows
+from reports.latency_pairs import fmt_latency_pair, latency_comparisons
 from reports.markdown import fmt_ci, price_line
 from reports.page import clip, fmt_num, render
 from reports.summary import NOT_OK, summarize
@@ -173,6 +174,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
+    latency = latency_comparisons(frames)
     tasks = []
     for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):
         labels = display_labels(rows)
@@ -181,7 +183,9 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
         rag, facts, recall_chart = _facts(cells, rows, labels)
         tasks.append({"name": str(task), "anchor": f"task-{i}", "metric": metric, "table": table,
-                      "verdict": verdict(rows, labels, metric, comparisons, breaks),
+                      "verdict": verdict(rows, labels, metric, comparisons, breaks, latency),
+                      "latency_pairs": [fmt_latency_pair(c) for c in latency[latency["task"] == task]
+                                        .to_dict(orient="records")],
                       "has_macro_f1": bool(rows["macro_f1"].notna().any()),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,

@@ -40,7 +40,7 @@ def test_markdown_comparisons_and_break_even(planted_dir):
     assert "- prompting vs rag: rag (higher fixed cost) becomes cheaper than prompting after 400 queries" in md
     # The verdict heads each task, as in report.html, with the tie called a tie.
     assert ("**Verdict:** lora and rag tie on accuracy (1.00 \\[1.00, 1.00\\] vs 0.95 \\[0.88, 1.00\\]; "
-            "difference +0.05 \\[0.00, 0.12\\], McNemar p=0.500); rag is fastest") in md
+            "difference +0.05 \\[0.00, 0.12\\], McNemar p=0.500); rag has the lowest p50 latency") in md
     assert md.index("**Verdict:**") < md.index("| strategy |")
     assert "| macro-F1 |" in md and "Prices: h100 at $2.99/h" in md and "Price table 2026-11.1" in md
 
