@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.compare_pairs import evidence, find
+from reports.compare_pairs import evidence, find, sample_size
 from reports.costs import fmt_usd
 from reports.frame import BASELINE, best_index, is_missing
 from reports.latency_pairs import find_latency
@@ -86,6 +86,9 @@ def _accuracy(ok: pd.DataFrame, labels: dict, comparisons: pd.DataFrame | None, 
         pair = tied[0][1]
         why = f"; difference {evidence(pair)}" if len(tied) == 1 and pair is not None else (
             "; intervals overlap" if len(tied) == 1 else "")
+        sizes = [sample_size(p) for _, p in tied if p is not None]
+        if len(tied) == 1 and sizes and sizes[0]:
+            why += f"; {sizes[0]}"
         return f"{_names(names)} tie on {metric} ({scores}{why})"
     second = ranked.iloc[1]
     other = labels[(second["strategy"], second["model"])]

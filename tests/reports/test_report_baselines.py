@@ -116,7 +116,7 @@ def test_run_without_train_counts_has_no_baselines(run_dir):
     summary = summarize(load_run(run_dir), baselines=True)
     assert not (summary["status"] == "baseline").any()
     assert MAJORITY not in summary_markdown(summary)
-    assert MAJORITY not in render_html_text(load_run(run_dir), summary)
+    assert f"<td>{MAJORITY}</td>" not in render_html_text(load_run(run_dir), summary)
 
 
 def test_manifest_facts_from_train_split():
