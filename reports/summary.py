@@ -22,6 +22,7 @@ from reports.costs import add_cost_intervals, add_costs, break_even_frame, price
 from reports.frame import KEYS, NOT_OK, RunFrames, is_missing, load_run, ok_rows
 from reports.intervals import macro_f1_by_cell, score_intervals
 from reports.latency_pairs import implausible, latency_comparisons, latency_intervals
+from reports.retrieval import retrieval_split
 from reports.trivial import baseline_rows, with_baselines
 
 # Reduced from each cell's rows (and its batch-1 latency probe), then averaged over
@@ -43,7 +44,7 @@ COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_ci_low", "score_ci_h
                   "peak_memory_prepare_mb", "peak_memory_predict_mb", "peak_gpu_memory_mb", "truncated_n",
                   "device", "backend", "scoring", "cost_basis", "status", "error"]
 # Intervals and flags sit right after the numbers they qualify.
-for _after, _added in (("latency_p95_ms", ["latency_p50_ci_low", "latency_p50_ci_high", "latency_p95_ci_low",
+for _after, _added in (("recall_at_k", ["score_retrieved", "score_missed", "rag_limit"]), ("latency_p95_ms", ["latency_p50_ci_low", "latency_p50_ci_high", "latency_p95_ci_low",
                                            "latency_p95_ci_high", "latency_probe_n", "latency_interleaved",
                                            "probe_load_max", "latency_flag"]),
                        ("cost_per_1k_usd", ["cost_per_1k_ci_low", "cost_per_1k_ci_high"])):
@@ -134,6 +135,7 @@ def summarize(frames: RunFrames, baselines: bool = False) -> pd.DataFrame:
     out = pd.DataFrame([_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)])
     out = out.merge(score_intervals(ok_rows(frames)), on=KEYS, how="left")
     out = out.merge(latency_intervals(frames), on=KEYS, how="left")
+    out = out.merge(retrieval_split(ok_rows(frames)), on=KEYS, how="left")
     out = _backend_costs(add_costs(out, frames.manifest), frames.manifest)
     flags = implausible(frames, out, latency_comparisons(frames))
     out["latency_flag"] = [flags.get(tuple(k)) for k in out[KEYS].itertuples(index=False)]

@@ -24,6 +24,7 @@ from reports.compare_pairs import evidence, find, sample_size
 from reports.costs import fmt_usd
 from reports.frame import BASELINE, best_index, is_missing
 from reports.latency_pairs import find_latency
+from reports.retrieval import sentence
 from reports.trivial import PREDICTORS
 
 
@@ -257,6 +258,7 @@ def verdict(rows: pd.DataFrame, labels: dict, metric: str = "score", comparisons
     speed = _fastest(ok, labels, latency)
     parts = [_accuracy(ok, labels, comparisons, metric), _baselines(ok, rows, labels, comparisons), speed,
              _flags(ok, labels, speed)]
+    parts += [sentence(r, labels[(r["strategy"], r["model"])], metric) for _, r in ok.iterrows()]
     parts.append(_cost(ok, labels))
     parts.append(_break_even(ok, break_even, labels))
     return "; ".join(p for p in parts if p) or "no strategy finished this task"
