@@ -19,8 +19,9 @@ from typing import Any, Callable
 from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_result, render_table, stopwatch
 from bench.perf_cases import (PerfContext, ann_recall_case, generation_case, model_load_case,
                               retrieval_share_case, training_case)
+from bench.perf_vllm import vllm_case
 
-CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann")
+CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "vllm")
 
 
 def _private_cache(ctx: PerfContext) -> Path:
@@ -119,6 +120,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("cache", lambda: run_level_cases(ctx)),
         ("retrieval", lambda: [retrieval_share_case(ctx)]),
         ("ann", lambda: [ann_recall_case(ctx)]),
+        ("vllm", lambda: [vllm_case(ctx)]),
     ]
     from transformers.utils import logging as hf_logging
 

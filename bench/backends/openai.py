@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -38,6 +39,7 @@ from bench.lm import Capabilities, ChoiceScores, Generation, Progress
 CHAT_PREFIX = "\x1eadaptbench-chat\x1e"  # a prompt that is a serialized conversation (no local template)
 _CHARS_PER_TOKEN = 4  # token estimate without a local tokenizer; the server's usage is what is stored
 _CLASSIFY_TOKENS = 8  # new tokens for a label chosen by generation (as strategies.prompts reserves)
+_MEMO_SIZE = 4096  # prompts whose token ids are remembered (counted to fit, then sent)
 
 
 class NoPromptLogprobs(Exception):
@@ -55,7 +57,9 @@ class OpenAIBackend:
         self.device = "server"
         self.system_prompt: str | None = None
         self._load_args = dict(load_args or {})
-        self._state = {"prompt_logprobs": None, "stream": True, "base": None}  # shared with adapter twins
+        # Shared with adapter twins. A fast tokenizer is not safe to call from several
+        # threads at once ("Already borrowed"): one lock, and a bounded memo of encodings.
+        self._state = {"prompt_logprobs": None, "stream": True, "base": None, "lock": threading.Lock(), "ids": {}}
 
     # -- what it is -------------------------------------------------------------
     @property
@@ -87,7 +91,14 @@ class OpenAIBackend:
         return math.ceil(len(text) / _CHARS_PER_TOKEN)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        memo = self._state["ids"]
+        with self._state["lock"]:
+            ids = memo.get(text)
+            if ids is None:
+                ids = memo[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(memo) > _MEMO_SIZE:
+                    memo.pop(next(iter(memo)))  # oldest first
+        return list(ids)
 
     def _fit(self, prompt: str, room: int) -> tuple[str, bool]:
         """The end of an over-long prompt, as the hf backend keeps it (needs the tokenizer)."""
@@ -96,7 +107,8 @@ class OpenAIBackend:
         ids, limit = self.encode(prompt), max(1, self.max_context - room)
         if len(ids) <= limit:
             return prompt, False
-        return self.tokenizer.decode(ids[-limit:]), True
+        with self._state["lock"]:
+            return self.tokenizer.decode(ids[-limit:]), True
 
     # -- generation -------------------------------------------------------------
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8,
@@ -126,7 +138,7 @@ class OpenAIBackend:
                 self.client.stream(path, {**payload, "stream": True, "stream_options": {"include_usage": True}},
                                    on_event)
             except ServerError as exc:
-                if exc.status != 400:
+                if exc.status != 400 or "stream" not in exc.detail.lower():
                     raise
                 self._state["stream"] = False  # a server without streaming options: plain requests from now
                 return self._generate_one(prompt, max_new_tokens)
@@ -201,7 +213,11 @@ class OpenAIBackend:
     def _each(self, prompts: Sequence[str], one: Callable[[str], Any], progress: Progress | None) -> list:
         """`one(prompt)` for every prompt, `max_connections` at a time, in the caller's order."""
         results: list[Any] = [None] * len(prompts)
-        if not prompts:
+        if len(prompts) <= 1:  # a batch-1 latency probe: no pool to start
+            for i, prompt in enumerate(prompts):
+                results[i] = one(prompt)
+                if progress:
+                    progress(1)
             return results
         with ThreadPoolExecutor(max_workers=min(self.options.max_connections, len(prompts))) as pool:
             futures = {pool.submit(one, p): i for i, p in enumerate(prompts)}
@@ -306,7 +322,12 @@ def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
                     options.max_connections, key_env=options.api_key_env)
     try:
         ctx.log(f"connecting to {options.base_url} (model {options.model}) ...")
-        served = client.get("models", retries=min(1, options.max_retries)).get("data") or []
+        try:
+            served = client.get("models", retries=min(1, options.max_retries)).get("data") or []
+        except ServerError as exc:
+            if exc.status != 404:
+                raise
+            served = []  # a server without /models: the first request tells whether the model exists
         facts = next((m for m in served if m.get("id") == options.model), None)
         if served and facts is None:
             ids = ", ".join(sorted(str(m.get("id")) for m in served)[:8])
