@@ -58,6 +58,7 @@ def _loss_charts(cells: pd.DataFrame, labels: dict) -> list[Any]:
 def _facts(cells: pd.DataFrame, rows: pd.DataFrame, labels: dict) -> tuple[list, list, Any]:
     """RAG cells' retrieval facts with a recall@k chart, and every cell's other scalar facts."""
     recall = {(r.strategy, r.model): r.recall_at_k for r in rows.itertuples()}
+    split = {(r.strategy, r.model): (r.score_retrieved, r.score_missed, r.rag_limit) for r in rows.itertuples()}
     rag, facts, bars = [], [], []
     for c in cells.itertuples():
         info = c.info if isinstance(c.info, dict) else {}
@@ -66,7 +67,10 @@ def _facts(cells: pd.DataFrame, rows: pd.DataFrame, labels: dict) -> tuple[list,
             value = recall.get((c.strategy, c.model))
             rag.append({"label": label, "seed": fmt_num(c.seed, "{:.0f}"), "mode": info.get("mode", "–"),
                         "index_type": info.get("index_type", info.get("index", "–")),
-                        "n_chunks": info.get("n_chunks", "–"), "k": info.get("k", "–"), "recall": fmt_num(value)})
+                        "n_chunks": info.get("n_chunks", "–"), "k": info.get("k", "–"), "recall": fmt_num(value),
+                        "hit": fmt_num(split.get((c.strategy, c.model), (None,) * 3)[0]),
+                        "miss": fmt_num(split.get((c.strategy, c.model), (None,) * 3)[1]),
+                        "limit": split.get((c.strategy, c.model), (None,) * 3)[2] or "–"})
             if not is_missing(value) and (label, value) not in bars:
                 bars.append((label, float(value)))
         scalars = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) and k not in RAG_KEYS}

@@ -137,6 +137,9 @@ def test_user_spec_gold_ids_reach_rows_recall_and_the_retrieval_split(tmp_path):
     share = sum(r["recall_at_k"] for r in scored) / len(scored)
     assert f"rag: gold passage retrieved for {share:.0%} of questions; f1 " in text
     assert "the model, not retrieval, limits rag here" in text  # half the answers are unreachable for "Paris"
+    from reports.html import render_html_text
+
+    assert "<td>generation</td>" in render_html_text(load_run(tmp_path / "run"))  # the retrieval table's column
 
 
 def _gold_spec(tmp_path: Path, rows) -> Path:
