@@ -149,6 +149,7 @@ def _cells(r: CaseResult) -> list[str]:
 
 def render_table(results: list[CaseResult], title: str = "bench perf", console: Any = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=title, show_lines=False)
@@ -157,12 +158,12 @@ def render_table(results: list[CaseResult], title: str = "bench perf", console: 
     for r in results:
         row = _cells(r)
         style = {"PASS": "green", "FAIL": "red"}.get(row[-1], "dim")
-        table.add_row(*row[:-1], f"[{style}]{row[-1]}[/]")
+        table.add_row(*map(escape, row[:-1]), f"[{style}]{row[-1]}[/]")
     console = console or Console()
     console.print(table)
     for r in results:
         if r.note:
-            console.print(f"[dim]{r.case}: {r.note}[/]")
+            console.print(f"[dim]{escape(r.case)}: {escape(r.note)}[/]")
 
 
 def to_markdown(results: list[CaseResult], env: dict[str, Any]) -> str:

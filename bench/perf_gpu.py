@@ -53,12 +53,13 @@ def decode_bound(n_params: int, bandwidth: float, bytes_per_param: int = 2) -> f
 
 
 # -- the two trainers ------------------------------------------------------------
-def train_sequences(handle: Any, n: int, max_length: int):
-    """Training and validation sequences from the product-facts task (a seeded generator)."""
+def train_sequences(handle: Any, n: int, max_length: int, task: Any = None):
+    """Training and validation sequences from `task` (default the product-facts task, a
+    seeded generator)."""
     from strategies.lora_data import encode_examples
     from tasks import load_task
 
-    task = load_task("product-facts", seed=0)
+    task = task if task is not None else load_task("product-facts", seed=0)
     task = dataclasses.replace(task, train=list(task.train[:n]))  # both trainers see exactly these
     return task, encode_examples(handle, task, task.train, max_length), \
         encode_examples(handle, task, task.validation[:16], max_length)
@@ -79,14 +80,14 @@ def _peak_mb(device: str) -> float | None:
 
 
 def bench_trainer(handle: Any, task: Any, steps: int, batch_size: int, grad_accum: int, max_length: int,
-                  gradient_checkpointing: bool = False) -> dict[str, Any]:
+                  gradient_checkpointing: bool = False, **extra: Any) -> dict[str, Any]:
     """The bench's own LoRA path, through the strategy, as a run uses it."""
     from strategies.base import Budget
     from strategies.lora import build
 
     options = {"max_steps": steps, "batch_size": batch_size, "grad_accum": grad_accum, "max_length": max_length,
                "dropout": 0.0, "eval_every": 10**6, "max_val_examples": 0, "max_train_examples": steps * batch_size
-               * grad_accum, "gradient_checkpointing": gradient_checkpointing}
+               * grad_accum, "gradient_checkpointing": gradient_checkpointing, **extra}
     _peak_reset(handle.device)
     art = build(options).prepare(task, handle, Budget(seed=0))
     info = dict(art.info)
@@ -96,14 +97,15 @@ def bench_trainer(handle: Any, task: Any, steps: int, batch_size: int, grad_accu
 
 
 def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum: int, max_length: int,
-               r: int = 8, alpha: float = 16.0, lr: float = 1e-3) -> dict[str, Any]:
+               r: int = 8, alpha: float = 16.0, lr: float = 1e-3, dynamic: bool = False) -> dict[str, Any]:
     """Plain Hugging Face Trainer + PEFT: every sequence padded to max_length (right
-    padding, as tokenizers pad by default), loss on answer tokens, the default collator."""
+    padding, as tokenizers pad by default), loss on answer tokens, the default collator;
+    `dynamic`: each batch padded to its longest sequence (DataCollatorForSeq2Seq)."""
     import copy
 
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import Trainer, TrainingArguments, default_data_collator
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, default_data_collator
 
     from strategies.lora import _quiet_peft
 
@@ -113,6 +115,8 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
         ids = list(seq.ids) + [pad] * (max_length - len(seq.ids))
         labels = [-100] * (len(seq.ids) - seq.n_labels) + list(seq.ids[-seq.n_labels:]) + [-100] * (max_length - len(seq.ids))
         rows.append({"input_ids": ids, "labels": labels, "attention_mask": [1] * len(seq.ids) + [0] * (max_length - len(seq.ids))})
+        if dynamic:
+            rows[-1] = {k: v[: len(seq.ids)] for k, v in rows[-1].items()}
     torch.manual_seed(0)
     with _quiet_peft():
         model = get_peft_model(copy.deepcopy(handle.model), LoraConfig(
@@ -123,7 +127,9 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
                              lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, bf16=cuda,
                              use_cpu=not cuda, logging_steps=1, save_strategy="no", report_to=[],
                              dataloader_num_workers=0, seed=0, disable_tqdm=True)
-    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=default_data_collator)
+    collator = DataCollatorForSeq2Seq(handle.tokenizer, padding=True, label_pad_token_id=-100) if dynamic \
+        else default_data_collator
+    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
     _peak_reset(handle.device)
     t0 = time.perf_counter()
     out = trainer.train()

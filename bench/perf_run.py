@@ -19,9 +19,11 @@ from typing import Any, Callable
 from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_result, render_table, stopwatch
 from bench.perf_cases import (PerfContext, ann_recall_case, generation_case, model_load_case,
                               retrieval_share_case, training_case)
+from bench.perf_peers import lm_eval_case, trainer_case
 from bench.perf_vllm import vllm_case
 
-CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "vllm")
+CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "lm-eval", "trainer", "vllm")
+GROUPS = {"peers": ("lm-eval", "trainer", "vllm")}  # the tools a team would use instead
 
 
 def _private_cache(ctx: PerfContext) -> Path:
@@ -108,12 +110,13 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
     """Every CPU case, in an order where each pays its own first-call costs."""
     from bench.perf import write_results
 
-    chosen = list(only or CASES)
+    chosen = [case for name in (only or CASES) for case in GROUPS.get(name, (name,))]
     unknown = sorted(set(chosen) - set(CASES))
     if unknown:
         from bench.errors import BenchError
 
-        raise BenchError(f"bench perf: unknown case(s) {unknown}; known: {', '.join(CASES)}")
+        raise BenchError(f"bench perf: unknown case(s) {unknown}; known: {', '.join(CASES)}, "
+                         f"and the group peers ({', '.join(GROUPS['peers'])})")
     steps: list[tuple[str, Callable[[], list[CaseResult]]]] = [
         ("model-load", lambda: [model_load_case(ctx)]),
         ("generation", lambda: [generation_case(ctx)]),
@@ -121,6 +124,8 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("cache", lambda: run_level_cases(ctx)),
         ("retrieval", lambda: [retrieval_share_case(ctx)]),
         ("ann", lambda: [ann_recall_case(ctx)]),
+        ("lm-eval", lambda: [lm_eval_case(ctx, "rotten-tomatoes"), lm_eval_case(ctx, "bbc-news")]),
+        ("trainer", lambda: [trainer_case(ctx)]),
         ("vllm", lambda: [vllm_case(ctx)]),
     ]
     from transformers.utils import logging as hf_logging

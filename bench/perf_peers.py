@@ -1,0 +1,122 @@
+"""The peer cases of `bench perf`: the bench's fast paths against the tools a team would
+use instead, in the same process and run, on the same model and the same inputs.
+
+- `lm-eval`: the bench's zero-shot label scoring (`HFBackend.score_choices`, batch 32)
+  against lm-evaluation-harness's `hf` backend (`HFLM.loglikelihood`, batch 32) on
+  rotten-tomatoes and bbc-news prompts: accuracy of both, label agreement, ratio.
+- `trainer`: the bench's LoRA trainer against Hugging Face `Trainer` + PEFT with dynamic
+  padding (bench/perf_gpu.py's baseline) on the device at hand: same examples, r=8
+  all-linear, same steps; ratio and the validation loss of both adapters.
+- `vllm` (bench/perf_vllm.py): generation against the managed vLLM server.
+A peer that is not installed gives a skipped row that says why (`pip install -e .[peers]`).
+"""
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from bench.perf import CaseResult, ratio_result, stopwatch
+
+SCORING_GOAL = 3.0
+TRAINING_GOAL = 2.0
+LOSS_TOLERANCE = 0.03  # relative gap in validation loss: different batch orders, same data
+
+
+def missing(module: str) -> str | None:
+    """Why a peer cannot run here, or None."""
+    if importlib.util.find_spec(module) is None:
+        return f"skipped: {module} is not installed (`.venv/bin/pip install -e .[peers]`)"
+    return None
+
+
+def scoring_inputs(ctx: Any, task_name: str, n: int) -> tuple[Any, list[str], list[str]]:
+    """The bench's zero-shot prompts for `n` test examples and their gold labels."""
+    from strategies.prompts import build_prompt, reserve_tokens
+
+    task = ctx.task(task_name)
+    examples = list(task.test[:n])
+    prompts = [build_prompt(ctx.handle, task, ex.input, reserve=reserve_tokens(task)) for ex in examples]
+    return task, prompts, [ex.target for ex in examples]
+
+
+def lm_eval_scores(hflm: Any, prompts: list[str], labels: tuple[str, ...]) -> list[int]:
+    """lm-eval's choice for each prompt: the label with the highest summed log-likelihood,
+    as its multiple-choice tasks score `acc`."""
+    from lm_eval.api.instance import Instance
+
+    requests = [Instance(request_type="loglikelihood", doc={}, arguments=(p, label), idx=j)
+                for p in prompts for j, label in enumerate(labels)]
+    out = hflm.loglikelihood(requests, disable_tqdm=True)
+    k = len(labels)
+    return [max(range(k), key=lambda j: out[i * k + j][0]) for i in range(len(prompts))]
+
+
+def lm_eval_case(ctx: Any, task_name: str, n: int | None = None, batch_size: int = 32) -> CaseResult:
+    case = f"scoring vs lm-eval ({task_name})"
+    reason = missing("lm_eval")
+    if reason:
+        return CaseResult(case, "speed-up", None, f">= {SCORING_GOAL:g}x", None, note=reason)
+    from lm_eval.models.huggingface import HFLM
+
+    h = ctx.handle
+    n = n or ctx.n(64, 4)
+    task, prompts, gold = scoring_inputs(ctx, task_name, n)
+    labels = tuple(task.labels)
+    hflm = HFLM(pretrained=h.model, tokenizer=h.tokenizer, batch_size=batch_size, device=h.device)
+    # Warm-up on one prompt, paid by neither side.
+    h.score_choices(prompts[:1], list(labels), batch_size=1)
+    lm_eval_scores(hflm, prompts[:1], labels)
+    with stopwatch() as t_peer:
+        theirs = lm_eval_scores(hflm, prompts, labels)
+    with stopwatch() as t_bench:
+        ours = [s.best for s in h.score_choices(prompts, list(labels), batch_size=batch_size)]
+    same = sum(a == b for a, b in zip(ours, theirs))
+    acc = [sum(labels[c] == g for c, g in zip(picks, gold)) / n for picks in (ours, theirs)]
+    import lm_eval
+
+    version = getattr(lm_eval, "__version__", "0.4")
+    return ratio_result(
+        case, t_peer[0], t_bench[0], SCORING_GOAL, agree=f"{same}/{n} same label; acc {acc[0]:.3f} vs {acc[1]:.3f}",
+        baseline=f"lm-eval {t_peer[0]:.2f} s", optimised=f"bench {t_bench[0]:.2f} s",
+        note=f"{n} zero-shot {task_name} prompts x {len(labels)} labels; lm-eval {version} HFLM.loglikelihood "
+             f"batch {batch_size} vs HFBackend.score_choices batch {batch_size}, same model object",
+        details={"agreed": same == n, "n": n, "same": same, "accuracy_bench": acc[0], "accuracy_lm_eval": acc[1],
+                 "lm_eval_s": t_peer[0], "bench_s": t_bench[0], "lm_eval": version})
+
+
+def trainer_case(ctx: Any, steps: int | None = None, batch_size: int | None = None, max_length: int = 256,
+                 task_name: str = "bbc-news", lr: float = 1e-3) -> CaseResult:
+    """The bench's LoRA trainer against Trainer + PEFT with dynamic padding, on `ctx.handle`'s device."""
+    case = "training vs Trainer+PEFT"
+    reason = missing("peft")
+    if reason:
+        return CaseResult(case, "speed-up", None, f">= {TRAINING_GOAL:g}x", None, note=reason)
+    from bench.perf_gpu import bench_trainer, eval_loss, hf_trainer, train_sequences
+
+    h = ctx.handle
+    steps, batch_size = steps or ctx.n(12, 2), batch_size or ctx.n(8, 2)
+    task = ctx.task(task_name)
+    task, seqs, val_seqs = train_sequences(h, steps * batch_size, max_length, task=task)
+    val_seqs = val_seqs[: ctx.n(16, 4)]
+    # Warm-up, paid by neither side: the first backward pass of a process is many times slower.
+    bench_trainer(h, train_sequences(h, 2, max_length, task=task)[0], 1, 2, 1, max_length, learning_rate=lr)
+    ours = bench_trainer(h, task, steps, batch_size, 1, max_length, learning_rate=lr)
+    val_ours = eval_loss(ours.pop("model"), val_seqs, h.device)
+    theirs = hf_trainer(h, seqs, steps, batch_size, 1, max_length, lr=lr, dynamic=True)
+    val_theirs = eval_loss(theirs.pop("model"), val_seqs, h.device)
+    gap = abs(val_ours - val_theirs) / max(abs(val_theirs), 1e-9)
+    tokens = sum(len(s.ids) for s in seqs)
+    result = ratio_result(
+        case, theirs["train_step_seconds"], ours["train_step_seconds"], TRAINING_GOAL,
+        agree=f"val loss {val_ours:.4f} vs {val_theirs:.4f} ({gap:.2%})",
+        baseline=f"Trainer {tokens / theirs['train_step_seconds']:.0f} tok/s",
+        optimised=f"bench {tokens / ours['train_step_seconds']:.0f} tok/s",
+        note=f"LoRA r=8 all-linear, {steps} steps of {batch_size} {task_name} examples ({tokens:,} tokens, "
+             f"max_length {max_length}) on {h.device}; Trainer + PEFT with dynamic padding "
+             f"(DataCollatorForSeq2Seq), {theirs['train_step_seconds']:.1f} s vs the bench "
+             f"{ours['train_step_seconds']:.1f} s; loss gap allowed {LOSS_TOLERANCE:.0%} (batch orders differ)",
+        details={"agreed": gap <= LOSS_TOLERANCE, "val_loss_bench": val_ours, "val_loss_trainer": val_theirs,
+                 "gap": gap, "tokens": tokens, "bench_s": ours["train_step_seconds"],
+                 "trainer_s": theirs["train_step_seconds"], "trainer_mean_train_loss": theirs["final_train_loss"],
+                 "bench_final_train_loss": ours.get("final_train_loss")})
+    return result
