@@ -5,7 +5,10 @@ Batched generation and choice scoring live here and nowhere else:
 - generation sorts prompts by length (less padding), left-pads, runs greedy decoding
   under `torch.inference_mode`, and returns outputs in the caller's order;
 - choice scoring computes the summed log-likelihood of each label after the prompt,
-  running the prompt once and each label from its KV cache.
+  running the prompt once and each label from its KV cache;
+- both start from a static prefix cache (bench/backends/prefix.py) when the prompts of
+  a call share a long start (k-shot demonstrations, a system prompt): its KV is computed
+  once and each batch runs only the tokens after it (`prefix_cache=False` turns it off).
 Per-query latency here is the batch's wall time shared equally by its queries.
 """
 from __future__ import annotations
@@ -20,6 +23,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
 from bench.backends import chat
+from bench.backends.prefix import PrefixKV, PrefixMemo, cache_kw
 from bench.errors import BenchError
 from bench.lm import Capabilities, ChoiceScores, Generation, Progress
 from bench.models import DEFAULT_MODEL
@@ -39,9 +43,11 @@ class HFBackend:
     max_context: int = 2048
     system_prompt: str | None = None
     extra: dict = field(default_factory=dict)
+    prefix_cache: bool = True
     # Prompts are tokenised once to fit the context (strategies/prompts.py) and again to
     # run; the memo makes the second a lookup. Bounded, and never compared or copied.
     _ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _prefixes: PrefixMemo = field(default_factory=PrefixMemo, init=False, repr=False, compare=False)
 
     # -- the LM protocol ---------------------------------------------------------
     @property
@@ -88,6 +94,9 @@ class HFBackend:
         """The same tokenizer and settings over other weights (a LoRA-wrapped model)."""
         return replace(self, model=torch_model, fingerprint=fingerprint)
 
+    def _prefix(self, seqs: list[list[int]]) -> PrefixKV | None:
+        return self._prefixes.find(self.model, seqs) if self.prefix_cache and seqs else None
+
     def _fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
         # Keep the end of an over-long prompt: that is where the question and the
         # answer cue are. Callers should budget prompts so this rarely happens.
@@ -104,22 +113,25 @@ class HFBackend:
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
         results: list[Generation | None] = [None] * len(prompts)
         self.model.eval()
+        prefix = self._prefix([e[0] for e in encoded])
+        cut = prefix.length if prefix else 0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            width = max(len(encoded[i][0]) for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                seq = encoded[i][0]
-                ids[row, width - len(seq):] = torch.tensor(seq)
-                mask[row, width - len(seq):] = 1
+            ids, mask = self._left_pad([encoded[i][0][cut:] for i in batch])
+            kwargs = {}
+            if prefix:  # [prefix | padding | suffix]: the cache holds the prefix, generate runs the rest
+                ids = torch.cat([torch.tensor([prefix.ids]).expand(len(batch), -1), ids], 1)
+                mask = torch.cat([torch.ones((len(batch), cut), dtype=mask.dtype), mask], 1)
+                kwargs[cache_kw(self.model)] = prefix.expand(len(batch), self.model.config)
+            width = ids.shape[1]
             first = _FirstTokenClock()
             t0 = first.start = time.perf_counter()
             with torch.inference_mode():
                 out = self.model.generate(
                     input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                     max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                    pad_token_id=pad_id, eos_token_id=eos_ids, logits_processor=LogitsProcessorList([first]))
+                    pad_token_id=pad_id, eos_token_id=eos_ids, logits_processor=LogitsProcessorList([first]),
+                    **kwargs)
             share = (time.perf_counter() - t0) / len(batch)
             for row, i in enumerate(batch):
                 new = out[row, width:].tolist()
@@ -146,12 +158,14 @@ class HFBackend:
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
         results: list[ChoiceScores | None] = [None] * len(prompts)
         self.model.eval()
+        prefix = self._prefix([e[0] for e in encoded])
+        cut = prefix.length if prefix else 0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            ids, mask = self._left_pad([encoded[i][0] for i in batch])
+            ids, mask = self._left_pad([encoded[i][0][cut:] for i in batch])
             t0 = time.perf_counter()
             with torch.inference_mode():
-                scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids)
+                scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids, prefix)
             share = (time.perf_counter() - t0) / len(batch)
             for row, i in enumerate(batch):
                 lp = tuple(float(x) for x in scores[row])
@@ -172,16 +186,22 @@ class HFBackend:
             mask[row, width - len(seq):] = 1
         return ids, mask
 
-    def _score_batch(self, ids: torch.Tensor, mask: torch.Tensor, choice_ids: list[list[int]]) -> torch.Tensor:
+    def _score_batch(self, ids: torch.Tensor, mask: torch.Tensor, choice_ids: list[list[int]],
+                     prefix: PrefixKV | None = None) -> torch.Tensor:
         n, width = ids.shape
+        # transformers 5.2x names the KV cache `cache` (`past_key_values` warns); earlier 5.x did not.
+        kw = cache_kw(self.model)
         # Positions count real tokens only, so left padding does not shift them.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        past = {}
+        if prefix:  # [prefix | padding | suffix], the prefix from the cache
+            positions = positions + prefix.length
+            mask = torch.cat([torch.ones((n, prefix.length), dtype=mask.dtype, device=mask.device), mask], 1)
+            past[kw] = prefix.expand(n, self.model.config)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                         logits_to_keep=1)
+                         logits_to_keep=1, **past)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-        # transformers 5.2x names the KV cache `cache` (`past_key_values` warns); earlier 5.x did not.
-        cache_kw = "cache" if "cache" in out.keys() else "past_key_values"
-        cache = out[cache_kw]
+        cache = out[kw] if kw in out.keys() else out["past_key_values" if kw == "cache" else "cache"]
         scores = torch.empty((n, len(choice_ids)), dtype=torch.float32)
         for j, cont in enumerate(choice_ids):
             total = first[:, cont[0]].clone()
@@ -190,7 +210,7 @@ class HFBackend:
                 ext_mask = torch.cat([mask, torch.ones((n, len(cont) - 1), dtype=mask.dtype, device=mask.device)], 1)
                 ext_pos = positions[:, -1:] + torch.arange(1, len(cont), device=ids.device)
                 more = self.model(input_ids=rest, attention_mask=ext_mask, position_ids=ext_pos,
-                                  use_cache=True, **{cache_kw: cache}).logits
+                                  use_cache=True, **{kw: cache}).logits
                 logp = torch.log_softmax(more.float(), dim=-1)
                 target = torch.tensor(cont[1:], device=ids.device)
                 total += logp[:, torch.arange(len(cont) - 1), target].sum(-1)
