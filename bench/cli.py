@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="folder holding run folders (default runs)")
     r.add_argument("--name", help="run folder name (default run-DATE-TIME); an existing run continues")
     r.add_argument("--device", help="auto (default), cpu or cuda")
+    r.add_argument("--dtype", choices=["auto", "float32", "bfloat16"],
+                   help="hf weights: auto (default: bf16 on CUDA, and on a CPU with native bf16 once "
+                        "`bench perf --only dtype` found it agrees with fp32), float32 or bfloat16")
     r.add_argument("--seed", "--seeds", dest="seed",
                    help="seed, or comma list of seeds (e.g. 1,2,3), for the strategies (default 0)")
     r.add_argument("--latency-sample", type=int,
@@ -184,7 +187,8 @@ def _config_from_flags(args):
     cfg = make_config(args.config, tasks=_csv(args.tasks), strategies=_csv(args.strategies),
                       models=_csv(args.model), limit=args.limit, train_limit=args.train_limit, out=args.out,
                       name=args.name, device=args.device, seeds=seeds, batch_size=args.batch_size,
-                      trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample)
+                      trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample,
+                      dtype=getattr(args, "dtype", None))
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
     return cfg

@@ -55,6 +55,9 @@ class RunConfig:
     train_limit: int | None = 1000  # train examples a strategy may use
     data_seed: int = 0  # seeds the task splits; `seeds` seed the strategies
     device: str = "auto"
+    # Weights' dtype for the hf backend: auto | float32 | bfloat16 (bench/dtypes.py says
+    # what auto picks); recorded in the manifest's config and in each cell's record.
+    dtype: str = "auto"
     batch_size: int = 16  # prediction batch; on 2 CPU cores 16 generates 1.45x faster than 8
     max_context: int = 2048
     name: str | None = None
@@ -87,6 +90,10 @@ class RunConfig:
                 raise BenchError(f"config: '{key}' is empty; give at least one")
             setattr(self, key, list(value))
         self.seeds = [int(s) for s in self.seeds]
+        from bench.dtypes import CHOICES as DTYPES
+
+        if self.dtype not in DTYPES:
+            raise BenchError(f"config: dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.limit is not None and self.limit < 1:
             raise BenchError(f"config: limit must be >= 1 (or null for all), got {self.limit}")
         if self.train_limit is not None and self.train_limit < 1:

@@ -142,7 +142,7 @@ class Worker:
         cfg = self.config
         return backends.load_lm(backends.ModelSpec.parse(entry, "a cell's model"), device=cfg.device,
                                 max_context=cfg.max_context, trust_remote_code=cfg.trust_remote_code,
-                                log=self.log, run_dir=self.run_dir)
+                                log=self.log, run_dir=self.run_dir, dtype=getattr(cfg, "dtype", "auto"))
 
     def release_model(self) -> None:
         if self._model is not None:
@@ -218,6 +218,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dic
         examples = task.test[: spec.limit] if spec.limit else list(task.test)
         workdir = worker.workdir(cell)
         record.update(metric=task.metric, n=len(examples), device=handle.device,
+                      dtype=(getattr(handle, "extra", None) or {}).get("dtype"),
                       hardware=node_facts(handle.device, worker.node))
         open_bar = worker.open_bar or _quiet_bar
         budget = Budget(seed=spec.seed, max_train_examples=spec.train_limit, workdir=workdir,

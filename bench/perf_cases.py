@@ -156,9 +156,9 @@ def model_load_case(ctx: PerfContext, spec: str = "smollm2-135m") -> CaseResult:
     quiet = lambda *a, **k: None  # noqa: E731
     with private_models_cache(folder):
         with stopwatch() as t_first:
-            first = load_hf(spec, device="cpu", log=quiet)
+            first = load_hf(spec, device="cpu", log=quiet, dtype="float32")
         with stopwatch() as t_second:
-            second = load_hf(spec, device="cpu", log=quiet)
+            second = load_hf(spec, device="cpu", log=quiet, dtype="float32")
     ids = torch.tensor([second.encode("The capital of France is")])
     with torch.inference_mode():
         same = torch.equal(first.model(ids).logits, second.model(ids).logits)
@@ -239,3 +239,96 @@ def ann_recall_case(ctx: PerfContext, n: int | None = None, n_queries: int = 500
                       optimised=f"{kind} {t_ann[0] / n_queries * 1e3:.2f} ms/q",
                       note=f"{n:,} synthetic clustered vectors, dim 384, {n_queries} queries; {kind} ({knobs}) "
                            f"built in {t_build[0]:.0f} s", details={"index": kind, "build_s": t_build[0]})
+
+
+# -- shared-prefix reuse -------------------------------------------------------------
+def prefix_case(ctx: PerfContext, n: int | None = None, k: int = 4, task_name: str = "rotten-tomatoes",
+                batch_size: int = 32) -> CaseResult:
+    """k-shot label scoring with the static prefix cache (the demonstrations' KV computed
+    once, bench/backends/prefix.py) against the same backend without it."""
+    import dataclasses
+
+    from strategies.prompts import build_prompt, pick_demos, reserve_tokens
+
+    h, task = ctx.handle, ctx.task(task_name)
+    n = n or ctx.n(64, 8)
+    demos = pick_demos(task.train, k, 0, task.labels)
+    prompts = [build_prompt(h, task, ex.input, demos=demos, reserve=reserve_tokens(task)) for ex in task.test[:n]]
+    labels = list(task.labels)
+    plain, cached = (dataclasses.replace(h, prefix_cache=on) for on in (False, True))  # fresh memos
+    plain.score_choices(prompts[:1], labels, batch_size=1)  # warm-up, paid by neither side
+    with stopwatch() as t_plain:
+        want = plain.score_choices(prompts, labels, batch_size=batch_size)
+    with stopwatch() as t_cached:  # includes computing the prefix once
+        got = cached.score_choices(prompts, labels, batch_size=batch_size)
+    same = sum(a.best == b.best for a, b in zip(want, got))
+    gap = max(abs(x - y) for a, b in zip(want, got) for x, y in zip(a.logprobs, b.logprobs))
+    seqs = [h.encode(p) for p in prompts]
+    from bench.backends.prefix import common_prefix
+
+    shared = common_prefix(seqs)
+    return ratio_result(
+        "prefix cache (4-shot)" if k == 4 else f"prefix cache ({k}-shot)", t_plain[0], t_cached[0], 1.5,
+        agree=f"{same}/{n} same label, max |dlogp| {gap:.1e}",
+        note=f"{n} {k}-shot {task_name} prompts (~{sum(map(len, seqs)) // n} tokens, {shared} shared), "
+             f"score_choices batch {batch_size} with and without the static prefix cache",
+        details={"agreed": same == n and gap <= 1e-3, "shared_tokens": shared, "max_logprob_gap": gap})
+
+
+# -- dtype ---------------------------------------------------------------------------
+def dtype_case(ctx: PerfContext, n: int | None = None, n_gen: int | None = None, max_new_tokens: int = 24,
+               record: bool = True) -> CaseResult:
+    """bf16 weights against fp32 on the same prompts: zero-shot labels (rotten-tomatoes,
+    bbc-news) and greedy text (product-facts). The agreement is the evidence `--dtype
+    auto` needs on a CPU with native bf16 (bench/dtypes.py); it is recorded when it passes."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from bench import dtypes
+    from bench.perf_peers import scoring_inputs
+    from strategies.prompts import build_prompt
+
+    h = ctx.handle
+    native = dtypes.native_bf16()
+    low = dataclasses.replace(h, model=copy.deepcopy(h.model).to(torch.bfloat16).eval(),
+                              extra={**(h.extra or {}), "dtype": "bfloat16"})
+    n, n_gen = n or ctx.n(32, 4), n_gen or ctx.n(16, 2)
+    labels_same = labels_total = 0
+    times = {"float32": 0.0, "bfloat16": 0.0}
+    for name in ("rotten-tomatoes", "bbc-news"):
+        task, prompts, _ = scoring_inputs(ctx, name, n)
+        picks = {}
+        for label, lm in (("float32", h), ("bfloat16", low)):
+            lm.score_choices(prompts[:1], list(task.labels), batch_size=1)  # warm-up
+            with stopwatch() as took:
+                picks[label] = [s.best for s in lm.score_choices(prompts, list(task.labels), batch_size=32)]
+            times[label] += took[0]
+        labels_same += sum(a == b for a, b in zip(picks["float32"], picks["bfloat16"]))
+        labels_total += len(prompts)
+    qa = ctx.task()
+    gen_prompts = [build_prompt(h, qa, ex.input) for ex in (qa.test * 4)[:n_gen]]
+    texts = {}
+    for label, lm in (("float32", h), ("bfloat16", low)):
+        with stopwatch() as took:
+            texts[label] = [g.text for g in lm.generate(gen_prompts, max_new_tokens=max_new_tokens, batch_size=16)]
+        times[label] += took[0]
+    text_same = sum(a == b for a, b in zip(texts["float32"], texts["bfloat16"]))
+    agreement = {"labels": labels_same / labels_total, "text": text_same / len(gen_prompts)}
+    ok = dtypes.passes(agreement)
+    weights = (h.extra or {}).get("weights")
+    recorded = ""
+    if record and ok and native and weights and not ctx.quick:
+        recorded = f"; recorded for --dtype auto ({dtypes.record_agreement(weights, agreement, {'cpu': dtypes.cpu_model()})})"
+    del low
+    verdict = "auto picks bf16" if ok and native else "auto keeps fp32"
+    return ratio_result(
+        "bf16 vs fp32", times["float32"], times["bfloat16"], 1.0,
+        agree=f"labels {labels_same}/{labels_total}, text {text_same}/{len(gen_prompts)}: {verdict}",
+        note=f"{labels_total} zero-shot label prompts and {len(gen_prompts)} greedy generations "
+             f"({max_new_tokens} new tokens) in fp32 and bf16 weights; thresholds labels >= "
+             f"{dtypes.AGREEMENT['labels']:.0%}, text >= {dtypes.AGREEMENT['text']:.0%}; native bf16 on this CPU: "
+             f"{native}{recorded}",
+        details={"agreed": ok, "agreement": agreement, "native_bf16": native, "fp32_s": times["float32"],
+                 "bf16_s": times["bfloat16"]})

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_result, render_table, stopwatch
-from bench.perf_cases import (PerfContext, ann_recall_case, generation_case, model_load_case,
-                              retrieval_share_case, training_case)
+from bench.perf_cases import (PerfContext, ann_recall_case, dtype_case, generation_case, model_load_case,
+                              prefix_case, retrieval_share_case, training_case)
 from bench.perf_peers import lm_eval_case, trainer_case
 from bench.perf_vllm import vllm_case
 
-CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "lm-eval", "trainer", "vllm")
+CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "prefix", "dtype", "lm-eval", "trainer",
+         "vllm")
 GROUPS = {"peers": ("lm-eval", "trainer", "vllm")}  # the tools a team would use instead
 
 
@@ -124,6 +125,8 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("cache", lambda: run_level_cases(ctx)),
         ("retrieval", lambda: [retrieval_share_case(ctx)]),
         ("ann", lambda: [ann_recall_case(ctx)]),
+        ("prefix", lambda: [prefix_case(ctx)]),
+        ("dtype", lambda: [dtype_case(ctx)]),
         ("lm-eval", lambda: [lm_eval_case(ctx, "rotten-tomatoes"), lm_eval_case(ctx, "bbc-news")]),
         ("trainer", lambda: [trainer_case(ctx)]),
         ("vllm", lambda: [vllm_case(ctx)]),
@@ -138,7 +141,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         if ctx.handle is None and name not in ("model-load", "ann"):
             from bench.backends.hf import load_hf
 
-            ctx.handle = load_hf(device="cpu", log=lambda *a, **k: None)
+            ctx.handle = load_hf(device="cpu", log=lambda *a, **k: None, dtype="float32")
         ctx.log(f"perf: {name} ...")
         with stopwatch() as took:
             got = step()

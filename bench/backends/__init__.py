@@ -120,6 +120,7 @@ class LoadContext:
     trust_remote_code: bool = False
     log: Callable[..., Any] = print
     run_dir: Any = None  # a managed server writes its log here
+    dtype: str = "auto"  # the run's default for hf weights (bench/dtypes.py)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def on_close(self, fn: Callable[[], None]) -> None:
@@ -127,8 +128,9 @@ class LoadContext:
 
 
 def load_lm(spec: ModelSpec, device: str | None = "auto", max_context: int = 2048,
-            trust_remote_code: bool = False, log: Callable[..., Any] = print, run_dir: Any = None) -> LM:
-    ctx = LoadContext(device, max_context, trust_remote_code, log, run_dir)
+            trust_remote_code: bool = False, log: Callable[..., Any] = print, run_dir: Any = None,
+            dtype: str = "auto") -> LM:
+    ctx = LoadContext(device, max_context, trust_remote_code, log, run_dir, dtype=dtype)
     try:
         lm = spec.entry.loader()(spec, ctx)
     except BaseException:

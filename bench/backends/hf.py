@@ -223,15 +223,18 @@ def load(spec, ctx) -> HFBackend:
     """The registry's entry point (`bench.backends.load_lm`)."""
     ctx.log(f"loading model {spec.options.model} ...")
     return load_hf(spec.options.model, device=ctx.device, max_context=ctx.max_context,
-                   trust_remote_code=ctx.trust_remote_code, log=ctx.log)
+                   trust_remote_code=ctx.trust_remote_code, log=ctx.log,
+                   dtype=getattr(ctx, "dtype", "auto"))
 
 
 def load_hf(spec: str = DEFAULT_MODEL, device: str | None = None, max_context: int = 2048,
-               trust_remote_code: bool = False, log=print):
-    """The model and tokenizer `spec` names, on `device`, as an `HFBackend`."""
+               trust_remote_code: bool = False, log=print, dtype: str = "auto"):
+    """The model and tokenizer `spec` names, on `device`, as an `HFBackend`, with weights in
+    `dtype` (auto, float32, bfloat16: bench/dtypes.py)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from bench.models import (_dtype_for, _folder_fingerprint, attention_implementation, converted_gguf,
+    from bench import dtypes
+    from bench.models import (_folder_fingerprint, attention_implementation, converted_gguf,
                               resolve_device, resolve_source)
 
     source = resolve_source(spec)
@@ -242,9 +245,14 @@ def load_hf(spec: str = DEFAULT_MODEL, device: str | None = None, max_context: i
     else:
         location = source.location
         fingerprint = f"{source.kind}:{_folder_fingerprint(Path(location)) if source.kind == 'folder' else spec}"
+    agreement = dtypes.recorded_agreement(fingerprint) if dtype == "auto" and device == "cpu" else None
+    dtype_name, why = dtypes.resolve(dtype, device, agreement=agreement)
+    weights = fingerprint  # the agreement check is recorded per weights, whatever the dtype
+    if dtype == "auto":
+        log(f"dtype {dtype_name} ({why})")
     try:
         tok = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        kwargs = dict(dtype=_dtype_for(device), trust_remote_code=trust_remote_code, use_safetensors=True)
+        kwargs = dict(dtype=getattr(torch, dtype_name), trust_remote_code=trust_remote_code, use_safetensors=True)
         try:
             model = AutoModelForCausalLM.from_pretrained(
                 location, attn_implementation=attention_implementation(device), **kwargs)
@@ -260,9 +268,11 @@ def load_hf(spec: str = DEFAULT_MODEL, device: str | None = None, max_context: i
     limit = getattr(model.config, "max_position_embeddings", max_context) or max_context
     template = getattr(tok, "chat_template", "") or ""
     fingerprint += ":" + hashlib.sha256(template.encode()).hexdigest()[:8]
+    if dtype_name != "float32":  # fp32 keys stay as they were; any other dtype gets its own
+        fingerprint += f":{dtype_name}"
     return HFBackend(model=model, tokenizer=tok, name=spec, fingerprint=fingerprint,
                        device=device, max_context=min(limit, max_context),
-                       extra={"dtype": str(_dtype_for(device)).removeprefix("torch."),
+                       extra={"dtype": dtype_name, "dtype_reason": why, "weights": weights,
                               "attention": getattr(model.config, "_attn_implementation", None),
                               "parameters": sum(p.numel() for p in model.parameters())})
 
