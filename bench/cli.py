@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
     rep.add_argument("run_dir")
 
+    pl = sub.add_parser("plan", help="per task, the test examples a decisive run needs (80%% power) and how long "
+                        "it would take at the run's measured throughput")
+    pl.add_argument("run_dir")
+
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
 
@@ -208,6 +212,13 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from reports.planning import plan_text
+
+    print(plan_text(args.run_dir))
+    return 0
+
+
 def cmd_assets(args) -> int:
     from bench import assets
 
@@ -293,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
                 "cache": cmd_cache, "perf": cmd_perf}
-    handlers.update(compare=cmd_compare, baseline=cmd_baseline)
+    handlers.update(compare=cmd_compare, baseline=cmd_baseline, plan=cmd_plan)
     if args.command is None:
         _parser().print_help()
         return 2

@@ -73,6 +73,7 @@ def score_rows(cell: str, task, strategy_label: str, model_name: str, seed: int,
         rows.append({
             "cell": cell, "task": task.name, "strategy": strategy_label, "model": model_name, "seed": seed,
             "example_id": ex.id, "input": ex.input, "target": ex.target, "output": pred.output,
+            **({"answers": ex.answers} if len(ex.answers) > 1 else {}),
             "score": scores["score"], "exact_match": scores.get("exact_match"), "f1": scores.get("f1"),
             "latency_s": pred.latency_s, "prompt_tokens": pred.prompt_tokens,
             "completion_tokens": pred.completion_tokens, "retrieved_ids": list(pred.retrieved_ids),

@@ -27,10 +27,14 @@ _NEEDS_TODAY = {"lora": {"trainable"}}
 
 
 def task_facts(task) -> dict:
-    """What the manifest records of a task: enough to tell whether its data changed."""
+    """What the manifest records of a task: enough to tell whether its data changed, and
+    the train answer frequencies the reports' trivial baselines need."""
+    from bench.metrics import train_answer_facts
+
     return {"fingerprint": task.fingerprint(), "source": task.source,
             "sizes": {s: len(task.split(s)) for s in ("train", "validation", "test")},
-            "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes()}
+            "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes(),
+            **train_answer_facts(task)}
 
 
 class Runner:
