@@ -41,9 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
     r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
-                   "with its stored config; only --device and --no-cache may be given with it")
+                   "with its stored config; only --device, --no-cache, --executor and --ray-address may be given with it")
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
+    r.add_argument("--executor", choices=["local", "ray"],
+                   help="who runs the cells: local (this process, default) or ray (README, 'Scale out')")
+    r.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: start one on this machine)")
 
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
@@ -141,17 +145,35 @@ def _no_cache(cfg) -> None:
 def cmd_run(args) -> int:
     from rich.console import Console
 
-    from bench.runner import run
+    from bench.runner import Runner
     from reports import render_run
 
     cfg = _resume_config(args) if args.resume else _config_from_flags(args)
     if args.no_cache:
         _no_cache(cfg)
+    _executor_flags(cfg, args)
     console = Console()
-    run_dir = run(cfg, console)
+    runner = Runner(cfg, console)
+    run_dir = runner.run()
     render_run(run_dir, console=console)
     console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if runner.unfinished:
+        print(f"error: {len(runner.unfinished)} cell(s) of this grid are unfinished (another process is running "
+              "them, or their worker was lost); the run is not marked finished. Run the same command again, "
+              f"or `bench run --resume {run_dir}`, once they are free.", file=sys.stderr)
+        return 4
     return 0
+
+
+def _executor_flags(cfg, args) -> None:
+    """--executor and --ray-address apply to new and resumed runs alike (a run started
+    locally may continue on a Ray cluster, and the other way round)."""
+    if args.executor:
+        cfg.executor = args.executor
+    if args.ray_address:
+        if cfg.executor != "ray":
+            raise BenchError("--ray-address needs --executor ray (or executor: ray in the config)")
+        cfg.ray = {**cfg.ray, "address": args.ray_address}
 
 
 def _config_from_flags(args):

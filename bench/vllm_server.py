@@ -169,6 +169,8 @@ class VLLMServer:
             self.process = subprocess.Popen([str(python), *self.options.argv(self.port)], stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self.options.env(), start_new_session=True)
+            # Its own process group: `kill -- -PID` stops what a killed bench left behind.
+            log.write(f"# pid {self.process.pid} (process group {self.process.pid})\n".encode())
         finally:
             log.close()
         self.started_at = time.monotonic()

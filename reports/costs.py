@@ -38,9 +38,11 @@ def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
     return cost if isinstance(cost, dict) else {}
 
 
-def hardware_key(manifest: dict[str, Any], device: Any) -> str | None:
+def hardware_key(manifest: dict[str, Any], device: Any, cell_hardware: Any = None) -> str | None:
     """Price-table key for a cell that ran on `device` ("cpu", "cuda", ...).
 
+    The hardware is the cell's own (`cell_hardware`, from the manifest's `cells` entry:
+    the node it ran on, which on a cluster is not the driver's), else the manifest's.
     A CPU cell is priced as a CPU instance of the machine's size even on a GPU host; an
     accelerator the table does not know gives None (unknown cost, not a CPU price).
     """
@@ -48,11 +50,23 @@ def hardware_key(manifest: dict[str, Any], device: Any) -> str | None:
     if isinstance(pinned, str) and pinned:
         return pinned
     hw = manifest.get("hardware") if isinstance(manifest.get("hardware"), dict) else {}
+    if isinstance(cell_hardware, dict) and cell_hardware:
+        hw = cell_hardware
     gpu, cpus = hw.get("gpu"), hw.get("cpu_count")
     dev = device.lower() if isinstance(device, str) else ""
     if dev.startswith("cpu") or (not dev and not gpu):
         return detect_hardware_key(None, cpus if isinstance(cpus, int) else None)
     return detect_hardware_key(gpu) if isinstance(gpu, str) and gpu else None
+
+
+def _cell_hardware(manifest: dict[str, Any], row: Any) -> dict[str, Any] | None:
+    """The hardware recorded for the first seed's cell of a summary row."""
+    cells = manifest.get("cells") if isinstance(manifest.get("cells"), dict) else {}
+    prefix = f"{row.get('task')}|{row.get('strategy')}|{row.get('model')}|"
+    for cell, entry in cells.items():
+        if str(cell).startswith(prefix) and isinstance(entry, dict) and isinstance(entry.get("hardware"), dict):
+            return entry["hardware"]
+    return None
 
 
 def hourly_price(manifest: dict[str, Any], key: str | None) -> float:
@@ -75,7 +89,8 @@ def monthly_volumes(manifest: dict[str, Any]) -> list[int]:
 def add_costs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """The summary with `COST_COLUMNS` filled from `queries_per_s`, `prepare_s` and `device`."""
     out = summary.copy()
-    keys = [hardware_key(manifest, d) for d in out["device"]] if len(out) else []
+    keys = [hardware_key(manifest, d, _cell_hardware(manifest, row)) for d, (_, row) in
+            zip(out["device"], out.iterrows())] if len(out) else []
     prices = [hourly_price(manifest, k) for k in keys]
     out["hardware"] = keys
     out["price_usd_per_hour"] = prices

@@ -25,7 +25,7 @@ class SessionServer:
         self.error: BaseException | None = None
         self.skip_reason: str | None = None
         self._thread: threading.Thread | None = None
-        self.log_dir = Path(tempfile.mkdtemp(prefix="adaptbench-vllm-test-"))
+        self.log_dir: Path | None = None  # made when a server starts (kept: its log)
 
     def begin(self) -> None:
         from bench.vllm_server import venv_dir, vllm_python
@@ -37,6 +37,7 @@ class SessionServer:
             else:
                 self.skip_reason = reason
             return
+        self.log_dir = Path(tempfile.mkdtemp(prefix="adaptbench-vllm-test-"))
         self._thread = threading.Thread(target=self._start, name="vllm-session-server", daemon=True)
         self._thread.start()
 

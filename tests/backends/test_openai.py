@@ -6,7 +6,8 @@ import pytest
 
 from bench.backends import LoadContext, ModelSpec
 from bench.backends.entries import OpenAIOptions
-from bench.backends.openai import CHAT_PREFIX, connect, match_label
+from bench.backends.labels import match_label
+from bench.backends.openai import CHAT_PREFIX, connect
 from bench.errors import BenchError
 from fake_openai import FakeOpenAIServer, label_logprob, reply_for
 from fakes import tiny_tokenizer
@@ -160,6 +161,10 @@ def test_the_fingerprint_follows_the_server_and_the_model(tok_dir):
                   _lm(a.url).fingerprint]
         facts = _lm(a.url).extra["server"]
     assert prints[0] == prints[1] and len(set(prints)) == 4
+    with FakeOpenAIServer() as d, FakeOpenAIServer() as e:  # one managed engine, restarted on another port
+        managed = [connect(OpenAIOptions(model="smol", base_url=x.url), QUIET, where="managed").fingerprint
+                   for x in (d, e)]
+        assert managed[0] == managed[1] != _lm(d.url).fingerprint
     assert facts == {"id": "smol", "root": "/models/smol", "max_model_len": 2048, "owned_by": None,
                      "version": "0.0.fake"}
 

@@ -62,7 +62,7 @@ def test_classification_by_prompt_logprobs_picks_the_hf_labels(vllm_lm, hf):
 
 def test_greedy_qa_answers_mostly_agree_with_hf(vllm_lm, hf):
     task = _task("squad")
-    examples = task.test[:24]
+    examples = task.test[:16]
     prompts = _prompts(hf, task, examples)
     got = vllm_lm.generate(prompts, max_new_tokens=16)
     want = hf.generate(prompts, max_new_tokens=16, batch_size=8)
@@ -82,15 +82,15 @@ def test_a_bench_trained_adapter_is_served_and_changes_answers(vllm_lm, tmp_path
     task = _task("rotten-tomatoes")
     base = training_base(vllm_lm, "lora")
     assert base.capabilities.trainable
-    art = build({"max_steps": 3, "batch_size": 4, "eval_every": 3, "max_val_examples": 2,
-                 "max_train_examples": 24, "max_length": 96, "learning_rate": 3e-3}).prepare(
+    art = build({"max_steps": 3, "batch_size": 2, "eval_every": 3, "max_val_examples": 1,
+                 "max_train_examples": 12, "max_length": 64, "learning_rate": 3e-3}).prepare(
         task, base, Budget(seed=0, workdir=tmp_path))
     adapter_dir = Path(art.info["adapter_path"])
     served = vllm_lm.with_served_adapter(adapter_dir, "rt-lora")
     assert served.fingerprint != vllm_lm.fingerprint
     local = art.state["model"]  # the same adapter, in-process (PEFT)
 
-    examples = task.test[:12]
+    examples = task.test[:8]
     prompts = _prompts(vllm_lm, task, examples)
     before = [g.text for g in vllm_lm.generate(prompts, max_new_tokens=4)]
     after = [g.text for g in served.generate(prompts, max_new_tokens=4)]
@@ -104,38 +104,4 @@ def test_a_bench_trained_adapter_is_served_and_changes_answers(vllm_lm, tmp_path
     labels = list(task.labels)
     by_served = [s.best for s in served.score_choices(prompts, labels)]
     by_peft = [s.best for s in local.score_choices(prompts, labels, batch_size=8)]
-    assert sum(a == b for a, b in zip(by_served, by_peft)) >= 0.9 * len(examples)
-
-
-def test_429_and_503_are_retried_and_give_the_clean_results(vllm_lm):
-    from bench.backends.entries import OpenAIOptions
-    from bench.backends.openai import connect
-    from proxy import Fault, FaultProxy
-
-    task = _task("rotten-tomatoes")
-    examples = task.test[:8]
-    prompts = _prompts(vllm_lm, task, examples)
-    labels = list(task.labels)
-    want_scores = vllm_lm.score_choices(prompts, labels)
-    want_text = vllm_lm.generate(prompts, max_new_tokens=8)
-    faults = {3: Fault.status(429, retry_after=0.2), 5: Fault.status(503), 8: Fault.status(503),
-              12: Fault.status(429)}
-    upstream = vllm_lm.options.base_url.removesuffix("/v1")
-    with FaultProxy(upstream, faults) as proxy:
-        lm = connect(OpenAIOptions(model=vllm_lm.options.model, base_url=proxy.url + "/v1",
-                                   tokenizer=vllm_lm.options.tokenizer, max_retries=3, max_connections=4),
-                     _ctx())
-        got_scores = lm.score_choices(prompts, labels)
-        got_text = lm.generate(prompts, max_new_tokens=8)
-    assert [s.best for s in got_scores] == [s.best for s in want_scores]
-    flat = lambda scores: [x for s in scores for x in s.logprobs]  # noqa: E731
-    assert flat(got_scores) == pytest.approx(flat(want_scores), abs=1e-4)
-    assert [g.text for g in got_text] == [g.text for g in want_text]
-    assert {what for *_, what in proxy.log} >= {"429", "503", "forwarded"}
-    assert lm.client.retries == 4
-
-
-def _ctx():
-    from bench.backends import LoadContext
-
-    return LoadContext(device="cpu", log=QUIET)
+    assert sum(a == b for a, b in zip(by_served, by_peft)) >= len(examples) - 1

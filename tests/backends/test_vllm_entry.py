@@ -46,3 +46,13 @@ def test_the_check_wants_the_venv_and_local_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPTBENCH_VLLM_VENV", str(venv))
     with pytest.raises(BenchError, match="hub id.*local weights only"):
         check_specs([ModelSpec.parse({"backend": "vllm", "model": "HuggingFaceTB/SmolLM2-135M"}, "m")])
+
+
+def test_bench_perf_vllm_case_is_skipped_with_the_reason_without_the_venv(tmp_path, monkeypatch):
+    from bench.perf_cases import PerfContext
+    from bench.perf_vllm import vllm_case
+
+    monkeypatch.setenv("ADAPTBENCH_VLLM_VENV", str(tmp_path / "none"))
+    result = vllm_case(PerfContext(handle=None, workdir=tmp_path))  # returns before touching the model
+    assert result.value is None and result.passed is None
+    assert "skipped" in result.note and "make vllm" in result.note and str(tmp_path / "none") in result.note

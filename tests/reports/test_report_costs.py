@@ -139,3 +139,16 @@ def test_formatting():
     assert fmt_usd(float("nan")) == "–" and fmt_usd(0) == "$0" and fmt_usd(1234.5) == "$1,234"
     assert fmt_usd(12.345) == "$12.35" and fmt_usd(0.0099166) == "$0.00992" and fmt_usd(4.958e-5) == "$0.0000496"
     assert fmt_queries(4000.0000001) == "4,000" and fmt_queries(4000.2) == "4,001"
+
+
+def test_each_cell_is_priced_from_the_hardware_it_ran_on(planted_dir):
+    """On a cluster the driver is not where cells run: the manifest's per-cell
+    hardware (an A10G node for LoRA) wins over the driver's (an H100 host)."""
+    cells = {f"{PLANTED}|lora|{m}|seed0": {"hardware": {"gpu": "NVIDIA A10G", "gpu_count": 1, "cpu_count": 8}}
+             for m in {r["model"] for r in RunStore(planted_dir).read_rows()}}
+    manifest = json.loads((planted_dir / "manifest.json").read_text())
+    RunStore(planted_dir).write_json("manifest.json", {**manifest, "cells": cells})
+    summary = summarize(load_run(planted_dir))
+    assert _row(summary, PLANTED, "lora")["hardware"] == "a10g"
+    assert _row(summary, PLANTED, "rag")["hardware"] == "h100"  # no cell facts: the manifest's hardware
+    assert hardware_key({"hardware": {"gpu": "NVIDIA H100"}}, "cuda", {"gpu": "NVIDIA A10G"}) == "a10g"
