@@ -132,9 +132,11 @@ def _show(value: Any) -> str:
 def csv_safe(frame):
     """A copy of a pandas frame whose text cells a spreadsheet would run as formulas
     (`=`, `+`, `-`, `@`, tab, CR first) start with a quote, as OWASP advises."""
+    from pandas.api.types import is_numeric_dtype
+
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object:
+        if not is_numeric_dtype(out[col]):
             out[col] = out[col].map(_cell)
     out.columns = [_cell(c) for c in out.columns]
     return out
