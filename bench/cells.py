@@ -22,7 +22,7 @@ from bench.cache import PredictionCache, code_version, content_key, prediction_f
 from bench.config import PREDICT_BATCH
 
 # Code that shapes predictions, besides the strategy's own module.
-_SHARED_CODE = ("strategies.prompts", "bench.generation")
+_SHARED_CODE = ("strategies.prompts",)  # and the backend's module (prediction_key)
 _EXTRA_CODE = {"rag": ("bench.embedder",), "lora": ("strategies.lora_data",)}
 # Options that change where things are kept, not what is predicted.
 _NOT_IN_KEY = {"cache"}
@@ -44,12 +44,17 @@ def prepare_config(strategy_name: str, strategy, options: dict[str, Any]) -> dic
 
 def prediction_key(strategy_name: str, module: str, config: dict[str, Any], handle, task_fingerprint: str,
                    seed: int, train_limit: int | None, batch_size: int) -> str:
-    code = code_version(module, *_SHARED_CODE, *_EXTRA_CODE.get(strategy_name, ()))
+    code = code_version(module, *_backend_code(handle), *_SHARED_CODE, *_EXTRA_CODE.get(strategy_name, ()))
     return content_key({"kind": "predictions", "strategy": strategy_name, "config": config,
                         "model": handle.fingerprint, "device": str(handle.device),
                         "dtype": (handle.extra or {}).get("dtype"), "max_context": handle.max_context,
                         "task": task_fingerprint, "seed": seed, "train_limit": train_limit,
                         "batch_size": batch_size, "code": code})
+
+
+def _backend_code(handle) -> tuple[str, ...]:
+    """The bench's own backend modules the handle runs (a test double subclassing one counts it)."""
+    return tuple(dict.fromkeys(c.__module__ for c in type(handle).__mro__ if c.__module__.startswith("bench.")))
 
 
 @dataclass

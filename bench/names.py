@@ -91,10 +91,10 @@ def check_grid(config: Any) -> None:
     for i, spec in enumerate(config.strategy_specs()):
         field(f"strategies[{i}]", "strategy label", spec.label)
         labels.append(spec.label)
-    models = [m for m in config.models if isinstance(m, str)]  # a mapping's label: bench.backends
-    for i, model in enumerate(config.models):
-        if isinstance(model, str):
-            field(f"models[{i}]", "model", model, 200)
+    models = []
+    for i, spec in enumerate(config.model_specs()):  # the label is the model's name in cells and tables
+        field(f"models[{i}]", "model label", spec.label, 200)
+        models.append(spec.label)
     seed = max(config.seeds, key=lambda s: len(str(s)))
     for task, _ in tasks:
         for label in labels:

@@ -22,7 +22,7 @@ from bench.cache import code_version, content_key, touch
 from bench.errors import BenchError
 from bench.paths import cache_dir
 
-SUPPORTED = {"lora": ("strategies.lora", "strategies.lora_data", "strategies.prompts", "bench.generation")}
+SUPPORTED = {"lora": ("strategies.lora", "strategies.lora_data", "strategies.prompts", "bench.backends.hf")}
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 ADAPTER_FILE = "adapter_model.safetensors"
 

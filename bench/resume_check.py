@@ -6,10 +6,11 @@ taken only from the command line:
 - `trust_remote_code` is whatever `--trust-remote-code` says (a stored `true` without
   the flag is refused);
 - task specs and model entries other than built-in names (paths, hub ids) must be
-  repeated with `--tasks` / `--model`; a path inside the run folder is fine;
-- a model backend mapping (a server URL) or a path among strategy options cannot be
-  confirmed by a flag: the run continues from the user's own config instead
-  (`bench run CONFIG --name RUN` continues the same folder);
+  repeated with `--tasks` / `--model`; a path inside the run folder is fine; a model
+  backend mapping is confirmed by its label (`--model served`), unless it is a server
+  on this machine (127.0.0.1, localhost, ::1) sent no API key;
+- a path among strategy options cannot be confirmed by a flag: the run continues from
+  the user's own config instead (`bench run CONFIG --name RUN` continues the folder);
 - the output folder is the run folder's parent, never a stored `out`.
 """
 from __future__ import annotations
@@ -56,12 +57,10 @@ def check_stored(stored: dict[str, Any], run_dir: Path, tasks: list[str] | None,
     _confirm(where, "task spec(s)", "--tasks", stored_tasks, external, tasks)
 
     stored_models = _as_list(stored.get("models"))
-    mappings = [m for m in stored_models if not isinstance(m, str)]
-    if mappings:
-        raise BenchError(f"{where} names a model backend mapping ({_short(mappings[0])}); a run folder cannot "
-                         f"choose where the bench sends data. Continue from your own config: {new_run}")
-    external = [m for m in stored_models if m not in ALIASES and not inside(m)]
-    _confirm(where, "model(s)", "--model", stored_models, external, models)
+    shown = [m if isinstance(m, str) else _label(m, where) for m in stored_models]
+    external = [m if isinstance(m, str) else _short(m) for m in stored_models
+                if not (isinstance(m, str) and m in ALIASES or inside(m) or _local_server(m))]
+    _confirm(where, "model(s)", "--model", shown, external, models)
 
     for key in ("strategies", "strategy_options"):
         for path in _paths_in(stored.get(key)):
@@ -80,6 +79,22 @@ def _confirm(where: str, what: str, flag: str, stored: list[Any], external: list
         shown = ",".join(map(str, stored))
         raise BenchError(f"{where} loads {what} {', '.join(map(repr, external))} from outside the run folder; a run "
                          f"folder is untrusted, so confirm with {flag} {shown}")
+
+
+def _local_server(entry: Any) -> bool:
+    """A server on this machine, sent no API key: the task data stays here."""
+    from urllib.parse import urlparse
+
+    if not isinstance(entry, dict) or entry.get("backend") != "openai" or entry.get("api_key_env"):
+        return False
+    host = urlparse(str(entry.get("base_url", "http://127.0.0.1:8000/v1"))).hostname
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _label(entry: Any, where: str) -> str:
+    from bench.backends import ModelSpec
+
+    return ModelSpec.parse(entry, f"{where}: config.models").label
 
 
 def _inside_test(run_dir: Path):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench import cache as cache_mod
 from bench.cells import prediction_key, strategy_config
 from bench.config import RunConfig
@@ -124,7 +124,7 @@ LORA = {"name": "lora", "max_steps": 1, "batch_size": 4, "max_val_examples": 0, 
 
 
 def test_adapter_cache_serves_training_with_its_original_time(tmp_path, monkeypatch, tiny):
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: tiny)
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: tiny)
     import tasks as tasks_pkg
 
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: toy_classification())

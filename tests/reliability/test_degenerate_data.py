@@ -5,7 +5,7 @@ import json
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench.errors import DataWarning
 from conftest import CountingHandle
 from tasks import load_task
@@ -27,7 +27,7 @@ def _rows(labels, prefix="e"):
 
 
 def test_one_class_in_train_warns_on_the_cli_and_the_run_goes_on(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: CountingHandle(reply="good"))
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle(reply="good"))
     spec = _spec(tmp_path / "t", _rows(["good"] * 20))
     rc = bench.cli.main(["run", "--tasks", str(spec), "--strategies", "prompting", "--out", str(tmp_path / "runs"),
                          "--name", "x", "--latency-sample", "0"])

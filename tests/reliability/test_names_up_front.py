@@ -6,18 +6,18 @@ import csv
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.names import csv_safe
-from conftest import write_task
+from conftest import CountingHandle, write_task
 
 
 @pytest.fixture
 def no_model(monkeypatch):
     def refuse(spec, **kw):
         raise AssertionError("a model was loaded before the names were checked")
-    monkeypatch.setattr(bench.models, "load_model", refuse)
+    monkeypatch.setattr(bench.backends, "load_lm", refuse)
 
 
 def _spec(tmp_path, name, folder="t"):
@@ -74,7 +74,7 @@ def test_every_csv_escapes_formula_cells(tmp_path, fake_world):
     from bench.runner import Runner
     from reports import render_run
 
-    fake_world["handle"] = lambda: __import__("conftest").CountingHandle(reply="=cmd|' /C calc'!A0")
+    fake_world["handle"] = lambda: CountingHandle(reply="=cmd|' /C calc'!A0")
     cfg = RunConfig(tasks=["toy-qa"], strategies=["prompting", {"name": "prompting", "label": "p2", "shots": 1}],
                     out=str(tmp_path), name="r", limit=4, latency_sample=0, warmup=0, cache=False)
     Runner(cfg, log=lambda *_: None).run()

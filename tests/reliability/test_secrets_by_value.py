@@ -7,12 +7,12 @@ import sys
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench import redact
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.redact import MASK, is_secret_name, redact_argv
-from conftest import write_task
+from conftest import CountingHandle, write_task
 
 ENV_CANARY = "envcanary-3f9a1c77e2"
 SET_CANARY = "setcanary-b41d0e5a9c"
@@ -42,11 +42,10 @@ def build_keyed(options):
 
 @pytest.mark.parametrize("model", ["fake", pytest.param("embedded", marks=pytest.mark.slow)])
 def test_canary_in_env_and_set_reaches_no_file_and_not_the_console(model, tmp_path, monkeypatch, capsys):
-    from conftest import CountingHandle
     from strategies import STRATEGIES
 
     if model == "fake":
-        monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: CountingHandle())
+        monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
     monkeypatch.setitem(STRATEGIES._table, "keyed", f"{__name__}:build_keyed")
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_CANARY)
     spec = write_task(tmp_path / "data", n=12)

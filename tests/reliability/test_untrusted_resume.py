@@ -6,7 +6,7 @@ import json
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench import jsonl
 from bench.config import RunConfig
 from bench.runner import Runner
@@ -16,8 +16,8 @@ from conftest import write_task
 @pytest.fixture
 def stored_run(tmp_path, fake_world, monkeypatch):
     seen = []
-    real = bench.models.load_model
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: (seen.append(kw), real(spec, **kw))[1])
+    real = bench.backends.load_lm
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: (seen.append(kw), real(spec, **kw))[1])
     cfg = RunConfig(tasks=["toy-cls"], strategies=["prompting"], out=str(tmp_path / "runs"), name="r", limit=4,
                     latency_sample=0, warmup=0, cache=False)
     Runner(cfg, log=lambda *_: None).run()
@@ -74,10 +74,17 @@ def test_a_model_path_or_backend_mapping_from_the_folder_is_refused(stored_run, 
     seen.clear()
     assert _resume(run_dir) == 2
     assert "confirm with --model" in capsys.readouterr().err and seen == []
-    _edit_config(run_dir, models=[{"backend": "openai", "base_url": "http://203.0.113.9/v1"}])
+    remote = {"backend": "openai", "model": "m", "base_url": "http://203.0.113.9/v1", "label": "served"}
+    _edit_config(run_dir, models=[remote])
     assert _resume(run_dir) == 2
     err = capsys.readouterr().err
-    assert "cannot choose where the bench sends data" in err and "--name r" in err
+    assert "203.0.113.9" in err and "confirm with --model served" in err
+    local_with_key = {**remote, "base_url": "http://127.0.0.1:9/v1", "api_key_env": "OPENAI_API_KEY"}
+    _edit_config(run_dir, models=[local_with_key])
+    assert _resume(run_dir) == 2 and "confirm with --model served" in capsys.readouterr().err
+    _edit_config(run_dir, models=[{**remote, "base_url": "http://127.0.0.1:9/v1"}])
+    args = bench.cli._parser().parse_args(["run", "--resume", str(run_dir)])
+    assert bench.cli._resume_config(args).models[0]["base_url"] == "http://127.0.0.1:9/v1"  # stays on this machine
 
 
 def test_a_path_among_stored_strategy_options_is_refused(stored_run, capsys):
