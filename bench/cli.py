@@ -151,8 +151,6 @@ def _no_cache(cfg) -> None:
 
 
 def cmd_run(args) -> int:
-    from rich.console import Console
-
     from bench.runner import run
     from reports import render_run
 
@@ -197,8 +195,6 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from rich.console import Console
-
     from reports import render_run
 
     render_run(args.run_dir, console=_console())
@@ -238,8 +234,6 @@ def cmd_cache(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from rich.console import Console
-
     from reports.compare_out import run_compare
     from reports.regression import Thresholds
 
@@ -264,9 +258,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_perf(args) -> int:
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     if args.gpu:
         from bench.perf_gpu import run_gpu_suite
 

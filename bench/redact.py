@@ -21,6 +21,7 @@ up front (`bench.names`), so masking never has to touch a join key.
 """
 from __future__ import annotations
 
+import functools
 import html
 import json
 import os
@@ -42,13 +43,18 @@ def _words(name: str) -> list[str]:
 
 
 def is_secret_name(name: Any) -> bool:
-    words = _words(str(name))
+    return _secret_name(str(name))
+
+
+@functools.lru_cache(maxsize=4096)  # asked for every environment variable on every write
+def _secret_name(name: str) -> bool:
+    words = _words(name)
     if not words:
         return False
     if words[-1] in _LAST or _ANY.intersection(words):
         return True
     if words[-1] == "key" and len(words) > 1:
-        return words[-2] in _KEY_OWNERS or str(name).strip("-").isupper()
+        return words[-2] in _KEY_OWNERS or name.strip("-").isupper()
     return False
 
 

@@ -153,6 +153,10 @@ def _count(node: yaml.Node, sizes: dict[int, int], stack: set[int]) -> int:
     return size
 
 
+def _tag(node: yaml.Node) -> str:
+    return f"not valid YAML here: tag {node.tag!r} is not plain data (YAML holds data only)"
+
+
 class _Builder:
     """Nodes -> Python data, recording lines and refusing duplicates, merges and tags."""
 
@@ -166,14 +170,14 @@ class _Builder:
             self.lines.setdefault(where, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
             if node.tag not in _PLAIN:
-                raise _Refused(f"not valid YAML here: tag {node.tag!r} is not plain data (YAML holds data only)", node.start_mark)
+                raise _Refused(_tag(node), node.start_mark)
             return self.constructor.construct_object(node, deep=True)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ:
-                raise _Refused(f"not valid YAML here: tag {node.tag!r} is not plain data (YAML holds data only)", node.start_mark)
+                raise _Refused(_tag(node), node.start_mark)
             return [self.build(v, f"{where}[{i}]") for i, v in enumerate(node.value)]
         if node.tag != _MAP:
-            raise _Refused(f"not valid YAML here: tag {node.tag!r} is not plain data (YAML holds data only)", node.start_mark)
+            raise _Refused(_tag(node), node.start_mark)
         out: dict[Any, Any] = {}
         first: dict[Any, int] = {}
         for key_node, value_node in node.value:
