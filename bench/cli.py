@@ -43,15 +43,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-path", action="append", default=[], metavar="DIR",
                    help="a folder task specs may read data and corpus files from, besides their own (repeatable)")
     r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
-                   "with its stored config; --device and --no-cache may be given with it, and what reaches "
-                   "outside the folder (task spec paths, model paths, --trust-remote-code) must be confirmed "
-                   "with --tasks, --model and --trust-remote-code")
+                   "with its stored config; --device, --no-cache, --executor and --ray-address may be given "
+                   "with it, and what reaches outside the folder (task spec paths, model paths, "
+                   "--trust-remote-code) must be confirmed with --tasks, --model and --trust-remote-code")
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
+    r.add_argument("--executor", choices=["local", "ray"],
+                   help="who runs the cells: local (this process, default) or ray (README, 'Scale out')")
+    r.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: start one on this machine)")
 
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
     rep.add_argument("run_dir")
+
+    pl = sub.add_parser("plan", help="per task, the test examples a decisive run needs (80%% power) and how long "
+                        "it would take at the run's measured throughput")
+    pl.add_argument("run_dir")
 
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
@@ -78,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
 
     pf = sub.add_parser("perf", help="measure each optimised path against its plain baseline (ratios and goals)")
     pf.add_argument("--quick", action="store_true", help="tiny counts: checks the cases run, measures little")
-    pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann")
+    pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann, "
+                    "vllm (the managed vLLM server against hf; needs `make vllm`)")
     pf.add_argument("--out", default="perf", help="folder for perf.json and perf.md (default perf)")
     pf.add_argument("--gpu", action="store_true", help="the GPU LoRA training and decode measurements instead")
     pf.add_argument("--baseline", action="store_true", help="with --gpu: also train with plain HF Trainer + PEFT")
@@ -151,7 +160,7 @@ def _no_cache(cfg) -> None:
 
 
 def cmd_run(args) -> int:
-    from bench.runner import run
+    from bench.runner import Runner
     from reports import render_run
 
     if args.allow_path:  # read by tasks.user_spec wherever a task is loaded (a worker process too)
@@ -160,11 +169,29 @@ def cmd_run(args) -> int:
     cfg = _resume_config(args) if args.resume else _config_from_flags(args)
     if args.no_cache:
         _no_cache(cfg)
+    _executor_flags(cfg, args)
     console = _console()
-    run_dir = run(cfg, console)
+    runner = Runner(cfg, console)
+    run_dir = runner.run()
     render_run(run_dir, console=console)
     console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if runner.unfinished:
+        print(f"error: {len(runner.unfinished)} cell(s) of this grid are unfinished (another process is running "
+              "them, or their worker was lost); the run is not marked finished. Run the same command again, "
+              f"or `bench run --resume {run_dir}`, once they are free.", file=sys.stderr)
+        return 4
     return 0
+
+
+def _executor_flags(cfg, args) -> None:
+    """--executor and --ray-address apply to new and resumed runs alike (a run started
+    locally may continue on a Ray cluster, and the other way round)."""
+    if args.executor:
+        cfg.executor = args.executor
+    if args.ray_address:
+        if cfg.executor != "ray":
+            raise BenchError("--ray-address needs --executor ray (or executor: ray in the config)")
+        cfg.ray = {**cfg.ray, "address": args.ray_address}
 
 
 def _config_from_flags(args):
@@ -198,6 +225,13 @@ def cmd_report(args) -> int:
     from reports import render_run
 
     render_run(args.run_dir, console=_console())
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from reports.planning import plan_text
+
+    print(plan_text(args.run_dir))
     return 0
 
 
@@ -282,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
                 "cache": cmd_cache, "perf": cmd_perf}
-    handlers.update(compare=cmd_compare, baseline=cmd_baseline)
+    handlers.update(compare=cmd_compare, baseline=cmd_baseline, plan=cmd_plan)
     if args.command is None:
         _parser().print_help()
         return 2
@@ -291,11 +325,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from bench.errors import DataWarning
 
+    shown: set[str] = set()  # a task is loaded by the planner and by its cells: say each thing once
+
     def show(message, category, *rest, **kw):
         if issubclass(category, DataWarning):
             from bench.redact import redact_text
 
-            print(f"warning: {redact_text(str(message))}", file=sys.stderr)
+            if str(message) not in shown:
+                shown.add(str(message))
+                print(f"warning: {redact_text(str(message))}", file=sys.stderr)
         else:
             default_show(message, category, *rest, **kw)
 

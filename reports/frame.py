@@ -11,7 +11,6 @@ so "best" is decided in one place instead of in each renderer.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,8 @@ PREFERENCES: dict[str, Direction] = {
 KEYS = ["task", "strategy", "model"]
 # Statuses of a cell whose numbers must not be counted.
 NOT_OK = {"failed", "error", "skipped", "incomplete"}
+# Status of a trivial-baseline row (reports.trivial): a reference, not a strategy that ran.
+BASELINE = "baseline"
 
 ROW_NUMERIC = ("seed", "score", "exact_match", "f1", "latency_s", "prompt_tokens",
                "completion_tokens", "recall_at_k")
@@ -131,7 +132,7 @@ def _manifest(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonl.loads_bounded(path.read_text(encoding="utf-8"))  # a run folder is untrusted: bounded
     except ValueError as exc:
         raise BenchError(f"{path} is not valid JSON ({exc}); re-run or delete it") from exc
     return data if isinstance(data, dict) else {"manifest": data}

@@ -122,3 +122,13 @@ def test_a_colleagues_rows_are_used_but_counted_unsigned(tmp_path, monkeypatch):
     result = jsonl.read(path)
     assert result.records == [{"cell": "c", "example_id": "e1", "score": 1.0}] and result.unsigned == 1
     assert (tmp_path / "mine.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_deeply_nested_manifest_is_a_clear_error_for_resume_and_report(stored_run, capsys):
+    run_dir, _ = stored_run
+    (run_dir / "manifest.json").write_text('{"config": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    assert _resume(run_dir) == 2
+    assert "is damaged (nested deeper than 64 levels)" in capsys.readouterr().err
+    assert bench.cli.main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json is not valid JSON (nested deeper than 64 levels)" in err and "Traceback" not in err
