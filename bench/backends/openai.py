@@ -83,6 +83,10 @@ class OpenAIBackend:
             return len(self.encode(text))
         if text.startswith(CHAT_PREFIX):
             turns = json.loads(text[len(CHAT_PREFIX):])
+            if self.tokenizer is not None and chat.has_chat_template(self.tokenizer):  # chat: true with a tokenizer
+                with self._state["lock"]:
+                    rendered = self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+                return len(self.encode(rendered))
             return sum(math.ceil(len(t["content"]) / _CHARS_PER_TOKEN) + 4 for t in turns)
         return math.ceil(len(text) / _CHARS_PER_TOKEN)
 

@@ -272,3 +272,11 @@ def test_through_a_server_over_the_same_weights_answers_equal_the_hf_backend(tmp
         assert g.prompt_tokens == w.prompt_tokens and g.method == "logprobs"
     assert [(g.text, g.prompt_tokens, g.completion_tokens) for g in gen] == [
         (r.text, r.prompt_tokens, r.completion_tokens) for r in ref]
+
+
+def test_chat_endpoint_with_a_local_tokenizer_counts_tokens_exactly(server, tok_dir):
+    lm = _lm(server.url, tokenizer=tok_dir, chat=True)
+    prompt = lm.render("What colour is the sky?")
+    assert prompt.startswith(CHAT_PREFIX)
+    rendered = _lm(server.url, tokenizer=tok_dir).render("What colour is the sky?")
+    assert lm.count_tokens(prompt) == lm.count_tokens(rendered) == len(lm.encode(rendered))
