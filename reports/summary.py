@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.names import csv_safe
 from bench.store import RunStore
 from reports.compare_pairs import compare_strategies, metric_by_task
 from reports.costs import add_cost_intervals, add_costs, break_even_frame, price_table
@@ -209,6 +210,8 @@ def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
 
     if len(ok) == len(g):
         row["status"] = "ok"
+    elif status.eq("incomplete").any():  # damage in any seed is shown, never averaged away
+        row["status"] = "incomplete"
     else:
         row["status"] = "partial" if len(ok) else status[~status.isin(["ok"])].iloc[0]
     errors = [str(e) for e in g.loc[status.isin(NOT_OK), "error"] if isinstance(e, str) and e]
@@ -254,10 +257,11 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
                           break_even=breaks, prices=prices, latency=latency)
     store = RunStore(frames.root)
     return {
-        "csv": store.write_text("summary.csv", summary.to_csv(index=False)),
+        # Text cells a spreadsheet would run as formulas (=, +, -, @) are quoted.
+        "csv": store.write_text("summary.csv", csv_safe(summary).to_csv(index=False)),
         "json": store.write_text("summary.json", json.dumps(doc, indent=2, ensure_ascii=False)),
         "md": store.write_text("summary.md", md),
-        "comparisons": store.write_text("comparisons.csv", comparisons.to_csv(index=False)),
-        "break_even": store.write_text("break_even.csv", breaks.to_csv(index=False)),
-        "latency": store.write_text("latency_comparisons.csv", latency.to_csv(index=False)),
+        "comparisons": store.write_text("comparisons.csv", csv_safe(comparisons).to_csv(index=False)),
+        "break_even": store.write_text("break_even.csv", csv_safe(breaks).to_csv(index=False)),
+        "latency": store.write_text("latency_comparisons.csv", csv_safe(latency).to_csv(index=False)),
     }
