@@ -128,8 +128,7 @@ def _resume_config(args):
 
 
 def _no_cache(cfg) -> None:
-    cfg.cache = False
-    cfg.strategy_options.setdefault("rag", {})["cache"] = False  # RAG keeps its own index cache
+    cfg.cache = False  # reaches strategies' own caches (RAG's indexes) through Budget.cache
 
 
 def cmd_run(args) -> int:

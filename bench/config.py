@@ -108,16 +108,22 @@ class RunConfig:
 
     def strategy_specs(self) -> list[StrategySpec]:
         """Each strategy entry with its options: the run's `batch_size` as its prediction
-        batch, then `strategy_options`, then the entry's own (the most specific wins)."""
+        batch, then `strategy_options`, then the entry's own (the most specific wins);
+        sweeps expanded (bench/sweeps.py)."""
+        from strategies import STRATEGIES
+
         specs = [StrategySpec.parse(e, f"config.strategies[{i}]") for i, e in enumerate(self.strategies)]
         merged = []
         for spec in specs:
-            key = PREDICT_BATCH.get(spec.name)
+            # The strategy's own definition names its prediction batch option (unknown names fail later, clearly).
+            key = STRATEGIES.load(spec.name).predict_batch if spec.name in STRATEGIES else None
             shared = {key: self.batch_size} if key else {}
             shared.update(self.strategy_options.get(spec.name, {}))
             shared.update(spec.options)
             merged.append(StrategySpec(spec.name, spec.label, shared))
-        return merged
+        from bench.sweeps import expand  # a list of numbers for a training option: one entry per value
+
+        return expand(merged, lambda name: name in STRATEGIES and STRATEGIES.load(name).changes_weights)
 
     @property
     def run_dir(self) -> Path:
@@ -127,8 +133,6 @@ class RunConfig:
         return asdict(self)
 
 
-# The option holding each built-in strategy's prediction batch size (what an OOM halves).
-PREDICT_BATCH = {"prompting": "batch_size", "rag": "batch_size", "lora": "predict_batch_size"}
 COST_KEYS = ("hardware", "usd_per_hour", "monthly_volumes", "api_model")
 
 

@@ -102,8 +102,7 @@ class Runner:
             if not name.endswith((".yaml", ".yml")):
                 TASKS.check(name)
         self._check_names()
-        builders = {spec.label: STRATEGIES.load(spec.name) for spec in specs}
-        strategies = {spec.label: builders[spec.label](dict(spec.options)) for spec in specs}
+        strategies = {spec.label: STRATEGIES.load(spec.name).build(dict(spec.options)) for spec in specs}
         earlier = self._earlier_manifest()
         manifest = build_manifest(cfg.to_dict(), {
             "damaged_lines": {}, "run": cfg.name, "models": dict(earlier.get("models", {})), "tasks": {},
@@ -199,7 +198,7 @@ class Runner:
         cfg = self.config
         examples = task.test[: cfg.limit] if cfg.limit else list(task.test)
         budget = Budget(seed=seed, max_train_examples=cfg.train_limit, workdir=self.store.artifacts_dir(cell),
-                        batch_size=cfg.batch_size, progress=phases.open)
+                        batch_size=cfg.batch_size, progress=phases.open, cache=cfg.cache)
         record: dict[str, Any] = {"cell": cell, "task": task.name, "strategy": spec.label, "model": model_name,
                                   "seed": seed, "metric": task.metric, "n": len(examples),
                                   "device": handle.device, "started_at": _now(), "error": None, "info": {}}

@@ -21,6 +21,7 @@ from reports.compare_pairs import compare_strategies, metric_by_task
 from reports.costs import add_costs, break_even_frame, price_table
 from reports.frame import KEYS, NOT_OK, RunFrames, load_run, ok_rows
 from reports.intervals import macro_f1_by_cell, score_intervals
+from reports.training_facts import COLUMNS as TRAINING_COLUMNS, add_training_facts
 
 # Reduced from each cell's rows (and its batch-1 latency probe), then averaged over
 # the seeds that finished.
@@ -39,7 +40,7 @@ COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_ci_low", "score_ci_h
                   "queries_per_s", "gen_tokens_per_s", "hardware", "price_usd_per_hour", "prepare_cost_usd",
                   "cost_per_1k_usd", "api_model", "api_cost_per_1k_usd", "energy_j_per_query", "peak_memory_mb",
                   "peak_memory_prepare_mb", "peak_memory_predict_mb", "peak_gpu_memory_mb", "truncated_n",
-                  "device", "status", "error"]
+                  "device", "status", "error"] + TRAINING_COLUMNS  # forgetting, sizes, sweeps
 
 
 def cell_stats(frames: RunFrames) -> pd.DataFrame:
@@ -122,7 +123,7 @@ def summarize(frames: RunFrames) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame([_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)])
     out = out.merge(score_intervals(ok_rows(frames)), on=KEYS, how="left")
-    return add_costs(out, frames.manifest)[COLUMNS]
+    return add_training_facts(add_costs(out, frames.manifest), frames)[COLUMNS]
 
 
 def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:

@@ -33,11 +33,10 @@ from bench.errors import BenchError
 from bench.options import config_from
 from bench.paths import cache_dir
 from bench.progress import phase
-from strategies.base import Artifacts, Budget, Prediction
+from strategies.base import Artifacts, Budget, Prediction, StrategyDef
 from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens, user_message
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
-_CACHE_FORMAT = 1  # bump when the cached file layout or chunking rules change
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP] that the embedder adds around a chunk
 
 
@@ -160,7 +159,10 @@ def _tune(index: Any, config: RagConfig, fetch: int) -> None:
 
 
 def _cache_key(mode: str, content: str, embedder: Any, config: RagConfig) -> str:
-    parts = {"format": _CACHE_FORMAT, "mode": mode, "content": content, "embedder": fingerprint_of(embedder),
+    from bench.cache import code_version
+
+    # The code hash replaces a hand-bumped format number: editing chunking or the file layout misses.
+    parts = {"code": code_version(*STRATEGY.code), "mode": mode, "content": content, "embedder": fingerprint_of(embedder),
              "index": [config.index, config.flat_max, config.hnsw_m, config.ef_construction, config.ivf_nlist]}
     if mode == "corpus":
         parts["chunks"] = [config.chunk_tokens, config.chunk_overlap]
@@ -227,7 +229,8 @@ class RagStrategy:
             content = [[ex.id, ex.input] for ex in pool]
         digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
         path = cache_dir("indexes") / f"{_cache_key(mode, digest, embedder, cfg)}.npz"
-        loaded = _load(path) if cfg.cache and path.exists() else None
+        use_cache = cfg.cache and budget.cache
+        loaded = _load(path) if use_cache and path.exists() else None
         if loaded is None:
             if mode == "corpus":
                 chunks = chunk_documents(items, getattr(embedder, "tokenizer", None), cfg.chunk_tokens,
@@ -241,7 +244,7 @@ class RagStrategy:
                 raise BenchError(f"rag: the corpus of task {task.name!r} has no text to index")
             vectors = self._embed(embedder, meta["texts"], budget.progress, mode)
             index, meta["index"] = build_index(vectors, cfg)
-            if cfg.cache:
+            if use_cache:
                 _save(path, index, meta)
         else:
             index, meta = loaded
@@ -327,3 +330,7 @@ class RagStrategy:
 def build(options: Mapping[str, Any] | None = None) -> RagStrategy:
     return RagStrategy(config_from(RagConfig, options or {}, "strategies.rag"))
 
+
+
+STRATEGY = StrategyDef(name="rag", config=RagConfig, build=build, predict_batch="batch_size",
+                       code=("strategies.rag", "strategies.prompts", "bench.embedder"), learns_from_train=True)
