@@ -37,22 +37,19 @@ def prepare_config(definition, strategy, options: dict[str, Any]) -> dict[str, A
     return {k: v for k, v in strategy_config(strategy, dict(options)).items() if k != definition.predict_batch}
 
 
-def backend_module(handle) -> str | None:
-    """The module of the backend's class when it is one of the bench's own (bench.*): its
-    code shapes every answer, so it is in every key. A test double's module is not."""
-    module = type(handle).__module__
-    return module if module.startswith("bench.") else None
-
-
 def prediction_key(definition, config: dict[str, Any], handle, task_fingerprint: str,
                    seed: int, train_limit: int | None, batch_size: int) -> str:
-    backend = backend_module(handle)
-    code = code_version(*definition.code, *((backend,) if backend else ()))
+    code = code_version(*definition.code, *_backend_code(handle))
     return content_key({"kind": "predictions", "strategy": definition.name, "config": config,
                         "model": handle.fingerprint, "device": str(handle.device),
                         "dtype": (handle.extra or {}).get("dtype"), "max_context": handle.max_context,
                         "task": task_fingerprint, "seed": seed, "train_limit": train_limit,
                         "batch_size": batch_size, "code": code})
+
+
+def _backend_code(handle) -> tuple[str, ...]:
+    """The bench's own backend modules the handle runs (a test double subclassing one counts it)."""
+    return tuple(dict.fromkeys(c.__module__ for c in type(handle).__mro__ if c.__module__.startswith("bench.")))
 
 
 @dataclass
@@ -169,7 +166,7 @@ def prepare_cell(store, cfg, cell: str, task, spec, strategy, handle, seed: int,
     if getattr(cfg, "cache", True):
         key = prepared.prepare_key(definition, prepare_config(definition, strategy, spec.options),
                                    handle.fingerprint, task.fingerprint(), seed, cfg.train_limit,
-                                   str(handle.device), backend_module(handle))
+                                   str(handle.device), _backend_code(handle))
         hit = prepared.load(key, definition, task, handle, budget.workdir) if key else None
         if hit is not None:
             return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False}

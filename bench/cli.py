@@ -23,7 +23,8 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("config", nargs="?", help="experiment YAML (its keys: see README, 'Configuration')")
     r.add_argument("--tasks", help="comma list of task names or task YAML paths")
     r.add_argument("--strategies", help="comma list: prompting, rag, lora")
-    r.add_argument("--model", help="comma list of model specs: alias, HF id, local folder or .gguf")
+    r.add_argument("--model", help="comma list of model specs: alias, HF id, local folder or .gguf (hf backend), "
+                   "or openai:NAME@BASE_URL for an OpenAI-compatible server, e.g. openai:smol@http://127.0.0.1:8000/v1")
     r.add_argument("--limit", type=int, help="test examples per task (default 100)")
     r.add_argument("--train-limit", type=int, help="train examples a strategy may use (default 1000)")
     r.add_argument("--out", help="folder holding run folders (default runs)")

@@ -48,7 +48,8 @@ class StrategySpec:
 class RunConfig:
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     strategies: list[Any] = field(default_factory=lambda: list(DEFAULT_STRATEGIES))
-    models: list[str] = field(default_factory=lambda: [DEFAULT_MODEL])
+    # Each a spec string (hf), `BACKEND:REST` or a mapping with `backend:` (bench/backends).
+    models: list[Any] = field(default_factory=lambda: [DEFAULT_MODEL])
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = 100  # test examples per task (None: the whole test split)
     train_limit: int | None = 1000  # train examples a strategy may use
@@ -100,6 +101,10 @@ class RunConfig:
 
         if safe_name(self.name) != self.name:
             raise BenchError(f"config: run name {self.name!r} may hold only letters, digits, '-', '_' and '.'")
+        models = [m.label for m in self.model_specs()]
+        dupes = sorted({x for x in models if models.count(x) > 1})
+        if dupes:
+            raise BenchError(f"config: model label(s) {dupes} appear twice; give each entry its own 'label'")
         specs = self.strategy_specs()
         labels = [s.label for s in specs]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
@@ -124,6 +129,11 @@ class RunConfig:
         from bench.sweeps import expand  # a list of numbers for a training option: one entry per value
 
         return expand(merged, lambda name: name in STRATEGIES and STRATEGIES.load(name).changes_weights)
+
+    def model_specs(self) -> list:
+        from bench.backends import ModelSpec
+
+        return [ModelSpec.parse(e, f"config.models[{i}]") for i, e in enumerate(self.models)]
 
     @property
     def run_dir(self) -> Path:

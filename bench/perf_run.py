@@ -128,9 +128,9 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         if name not in chosen:
             continue
         if ctx.handle is None and name not in ("model-load", "ann"):
-            from bench.models import load_model
+            from bench.backends.hf import load_hf
 
-            ctx.handle = load_model(device="cpu", log=lambda *a, **k: None)
+            ctx.handle = load_hf(device="cpu", log=lambda *a, **k: None)
         ctx.log(f"perf: {name} ...")
         with stopwatch() as took:
             got = step()

@@ -38,11 +38,12 @@ def refuse_pickles(folder: Path, what: str) -> None:
 
 
 def prepare_key(definition, config: dict[str, Any], model_fingerprint: str, task_fingerprint: str,
-                seed: int, train_limit: int | None, device: str, backend_module: str | None = None) -> str | None:
-    """The content key of a strategy's prepared artifacts; None when it declares none."""
+                seed: int, train_limit: int | None, device: str, backend_code: tuple[str, ...] = ()) -> str | None:
+    """The content key of a strategy's prepared artifacts; None when it declares none.
+    `backend_code`: the backend's own modules (bench/cells.py `_backend_code`)."""
     if definition.artifacts is None:
         return None
-    modules = (*definition.code, *((backend_module,) if backend_module else ()))
+    modules = (*definition.code, *backend_code)
     return content_key({"kind": "prepare", "strategy": definition.name, "config": config,
                         "model": model_fingerprint, "task": task_fingerprint, "seed": seed,
                         "train_limit": train_limit, "device": device, "code": code_version(*modules)})

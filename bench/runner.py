@@ -54,7 +54,8 @@ def score_rows(cell: str, task, strategy_label: str, model_name: str, seed: int,
             "latency_s": pred.latency_s, "prompt_tokens": pred.prompt_tokens,
             "completion_tokens": pred.completion_tokens, "retrieved_ids": list(pred.retrieved_ids),
             "recall_at_k": recall_at_k(list(pred.retrieved_ids), gold) if pred.retrieved_ids else None,
-            "truncated": pred.truncated, "first_token_s": pred.first_token_s, "retrieval_s": pred.retrieval_s})
+            "truncated": pred.truncated, "first_token_s": pred.first_token_s, "retrieval_s": pred.retrieval_s,
+            "scoring": getattr(pred, "scoring", None)})
     return rows
 
 
@@ -80,14 +81,20 @@ class Runner:
 
     def _check_names(self) -> None:
         """Unknown model names and an impossible device fail before any data is read."""
-        from bench.models import ALIASES, resolve_device
-        from bench.registry import Registry
+        from bench.backends import check_specs
+        from bench.models import resolve_device
 
-        for spec in self.config.models:
-            if not (Path(spec).expanduser().exists() or spec.endswith(".gguf") or spec.count("/") == 1
-                    or spec.startswith((".", "/", "~"))):
-                Registry("model alias", ALIASES).check(spec)
-        resolve_device(self.config.device)
+        specs = self.config.model_specs()
+        check_specs(specs)
+        if any(spec.backend == "hf" for spec in specs):
+            resolve_device(self.config.device)
+
+    def _check_grid(self, specs, definitions) -> None:
+        """A strategy that needs weights on a backend without them is a config error, before any load."""
+        from bench.backends import check_grid
+
+        needs = {spec.label: set(definitions[spec.label].needs) for spec in specs}
+        check_grid(needs, self.config.model_specs())
 
     def run(self) -> Path:
         from bench.manifest import build_manifest
@@ -102,7 +109,9 @@ class Runner:
             if not name.endswith((".yaml", ".yml")):
                 TASKS.check(name)
         self._check_names()
-        strategies = {spec.label: STRATEGIES.load(spec.name).build(dict(spec.options)) for spec in specs}
+        definitions = {spec.label: STRATEGIES.load(spec.name) for spec in specs}
+        self._check_grid(specs, definitions)
+        strategies = {spec.label: definitions[spec.label].build(dict(spec.options)) for spec in specs}
         earlier = self._earlier_manifest()
         manifest = build_manifest(cfg.to_dict(), {
             "damaged_lines": {}, "run": cfg.name, "models": dict(earlier.get("models", {})), "tasks": {},
@@ -122,13 +131,15 @@ class Runner:
                 "corpus_documents": len(task.corpus or []), "split_sha256": task.split_hashes()}
         self.store.write_json("manifest.json", manifest)
         with self._phases() as phases:
-            for model_name in cfg.models:
+            for model_spec in cfg.model_specs():
+                model_name = model_spec.label
                 wanted = {cell_id(t.name, sp.label, model_name, sd) for t in tasks for sp in specs for sd in cfg.seeds}
                 if wanted <= done:  # a finished run resumed: nothing needs the weights
                     self.log(f"[dim]every cell of {model_name} is already in {self.store.root}; model not loaded[/]")
                     continue
-                handle = self._load_model(model_name)
-                manifest["models"][model_name] = {"fingerprint": handle.fingerprint, "device": handle.device,
+                handle = self._load_model(model_spec)
+                manifest["models"][model_name] = {"backend": model_spec.backend, "spec": model_spec.to_dict(),
+                                                  "fingerprint": handle.fingerprint, "device": handle.device,
                                                   **handle.extra}
                 self.store.write_json("manifest.json", manifest)
                 for task in tasks:
@@ -145,12 +156,15 @@ class Runner:
                                 if cell in self._done_cells():  # finished by another process meanwhile
                                     continue
                                 record = self._run_cell(cell, task, spec, strategies[spec.label], handle,
-                                                        model_name, seed, phases)
+                                                        model_name, seed, phases, model_spec.backend)
                             hashes = {k: v for k, v in record.get("info", {}).items()
                                       if k.endswith("_sha256") and isinstance(v, str)}
                             if hashes:  # the index or adapter a cell used
                                 manifest["artifacts"][cell] = hashes
                                 self.store.write_json("manifest.json", manifest)
+                from bench.backends import close_lm
+
+                close_lm(handle)
                 del handle
                 gc.collect()
         manifest["finished_at"] = _now()
@@ -172,12 +186,12 @@ class Runner:
 
         return RichPhases(console=self.console)
 
-    def _load_model(self, spec: str):
-        from bench.models import load_model
+    def _load_model(self, spec):
+        from bench import backends
 
-        self.log(f"loading model {spec} ...")
-        return load_model(spec, device=self.config.device, max_context=self.config.max_context,
-                          trust_remote_code=self.config.trust_remote_code, log=self.log)
+        return backends.load_lm(spec, device=self.config.device, max_context=self.config.max_context,
+                                trust_remote_code=self.config.trust_remote_code, log=self.log,
+                                run_dir=self.store.root)
 
     def _load_task(self, name: str):
         from tasks import load_task
@@ -188,7 +202,8 @@ class Runner:
                              "for a score with an interval. Add examples or give a larger test file.")
         return task
 
-    def _run_cell(self, cell: str, task, spec, strategy, handle, model_name: str, seed: int, phases) -> dict:
+    def _run_cell(self, cell: str, task, spec, strategy, handle, model_name: str, seed: int, phases,
+                  backend: str = "hf") -> dict:
         from bench.cells import finish_cell, predict_rows, prepare_cell
         from bench.jsonl import DiskFullError
         from bench.latency import probe_cell, warm_up
@@ -200,7 +215,7 @@ class Runner:
         budget = Budget(seed=seed, max_train_examples=cfg.train_limit, workdir=self.store.artifacts_dir(cell),
                         batch_size=cfg.batch_size, progress=phases.open, cache=cfg.cache)
         record: dict[str, Any] = {"cell": cell, "task": task.name, "strategy": spec.label, "model": model_name,
-                                  "seed": seed, "metric": task.metric, "n": len(examples),
+                                  "backend": backend, "seed": seed, "metric": task.metric, "n": len(examples),
                                   "device": handle.device, "started_at": _now(), "error": None, "info": {}}
         self.log(f"[bold]{task.name}[/] x [bold]{spec.label}[/] x {model_name} (seed {seed}): "
                  f"{len(examples)} test examples")
@@ -225,7 +240,8 @@ class Runner:
                           cached_n=pstats.cached_n, computed_n=pstats.computed_n,
                           truncated_n=sum(bool(r.get("truncated")) for r in rows), pred_digest=digest,
                           predict_oom_retries=pstats.oom_retries, predict_batch_size_used=pstats.batch_size_used,
-                          notes=pstats.notes)
+                          notes=pstats.notes,
+                          scoring="/".join(sorted({str(r.get("scoring")) for r in rows if r.get("scoring")})) or None)
             record.update(status="ok", prepare_s=prep["prepare_s"], predict_s=pstats.predict_s,
                           peak_memory_mb=max(mem_prepare.rss_mb, mem_predict.rss_mb),
                           peak_memory_prepare_mb=mem_prepare.rss_mb, peak_memory_predict_mb=mem_predict.rss_mb,

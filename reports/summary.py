@@ -19,7 +19,7 @@ import pandas as pd
 from bench.store import RunStore
 from reports.compare_pairs import compare_strategies, metric_by_task
 from reports.costs import add_costs, break_even_frame, price_table
-from reports.frame import KEYS, NOT_OK, RunFrames, load_run, ok_rows
+from reports.frame import KEYS, NOT_OK, RunFrames, is_missing, load_run, ok_rows
 from reports.intervals import macro_f1_by_cell, score_intervals
 from reports.training_facts import COLUMNS as TRAINING_COLUMNS, add_training_facts
 
@@ -40,7 +40,7 @@ COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_ci_low", "score_ci_h
                   "queries_per_s", "gen_tokens_per_s", "hardware", "price_usd_per_hour", "prepare_cost_usd",
                   "cost_per_1k_usd", "api_model", "api_cost_per_1k_usd", "energy_j_per_query", "peak_memory_mb",
                   "peak_memory_prepare_mb", "peak_memory_predict_mb", "peak_gpu_memory_mb", "truncated_n",
-                  "device", "status", "error"] + TRAINING_COLUMNS  # forgetting, sizes, sweeps
+                  "device", "backend", "scoring", "cost_basis", "status", "error"] + TRAINING_COLUMNS
 
 
 def cell_stats(frames: RunFrames) -> pd.DataFrame:
@@ -51,8 +51,8 @@ def cell_stats(frames: RunFrames) -> pd.DataFrame:
     by_rows["macro_f1"] = [f1s.get(c, math.nan) for c in by_rows["cell"]]
     cells = frames.cells.drop(columns=[c for c in ("n",) if c in frames.cells]).copy()
     probes = cells["latency"] if "latency" in cells else pd.Series([None] * len(cells), index=cells.index)
-    cells = cells[[c for c in ["cell", *KEYS, "seed", "metric", *CELL_STATS, "device", "status", "error"]
-                   if c in cells]]
+    cells = cells[[c for c in ["cell", *KEYS, "seed", "metric", *CELL_STATS, "device", "backend", "scoring",
+                               "status", "error"] if c in cells]]
     # A left merge keeps the run's cell order (an outer merge would sort by cell id).
     merged = cells.merge(by_rows.drop(columns=KEYS + ["seed"]), on="cell", how="left")
     for col in CELL_STATS:
@@ -123,7 +123,47 @@ def summarize(frames: RunFrames) -> pd.DataFrame:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame([_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)])
     out = out.merge(score_intervals(ok_rows(frames)), on=KEYS, how="left")
-    return add_training_facts(add_costs(out, frames.manifest), frames)[COLUMNS]
+    return add_training_facts(_backend_costs(add_costs(out, frames.manifest), frames.manifest), frames)[COLUMNS]
+
+
+def _backend_costs(out: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+    """Cost follows the backend: a hosted API is priced by its measured tokens per query
+    and its API price entry; a server elsewhere only with a pinned `cost.hardware`."""
+    from bench.cost import cost_per_1k_queries, hosted_cost_per_1k, serving_basis
+    from reports.costs import hardware_key, hourly_price
+
+    models = manifest.get("models") if isinstance(manifest.get("models"), dict) else {}
+    pinned = isinstance(manifest.get("cost"), dict) and manifest["cost"].get("hardware")
+    bases = []
+    for i, row in out.iterrows():
+        entry = models.get(row["model"]) if isinstance(models.get(row["model"]), dict) else {}
+        backend = row.get("backend") if isinstance(row.get("backend"), str) else entry.get("backend") or "hf"
+        out.at[i, "backend"] = backend
+        basis = serving_basis(entry)
+        if basis == "hardware" and backend != "hf":  # a server on this machine: its CPU, or its GPU
+            gpu = (manifest.get("hardware") or {}).get("gpu") if isinstance(manifest.get("hardware"), dict) else None
+            key = hardware_key(manifest, "cuda" if gpu else "cpu")
+            price = hourly_price(manifest, key)
+            qps = row["queries_per_s"]
+            out.at[i, "hardware"], out.at[i, "price_usd_per_hour"] = key, price
+            out.at[i, "cost_per_1k_usd"] = math.nan if is_missing(qps) else cost_per_1k_queries(qps, price)
+            row = out.loc[i]
+        if basis == "api":
+            spec = entry.get("spec") if isinstance(entry.get("spec"), dict) else {}
+            cost, text = hosted_cost_per_1k(row["prompt_tokens_mean"], row["completion_tokens_mean"], spec.get("price"))
+            out.at[i, "cost_per_1k_usd"], out.at[i, "hardware"] = cost, None
+            out.at[i, "price_usd_per_hour"] = math.nan
+            if spec.get("price"):
+                out.at[i, "api_model"], out.at[i, "api_cost_per_1k_usd"] = spec["price"], cost
+        elif basis == "remote" and not pinned:
+            out.at[i, "cost_per_1k_usd"], out.at[i, "hardware"] = math.nan, None
+            text = "self-hosted server elsewhere: pin cost.hardware (or usd_per_hour) to price it"
+        else:
+            text = (f"{row['hardware']} ${row['price_usd_per_hour']:.4g}/h over the measured throughput"
+                    if isinstance(row.get("hardware"), str) else "hardware not in the price table")
+        bases.append(text)
+    out["cost_basis"] = bases
+    return out
 
 
 def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
@@ -147,6 +187,9 @@ def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
     modes = [m for m in ok["latency_mode"] if isinstance(m, str)] if "latency_mode" in ok else []
     row["latency_mode"] = "/".join(dict.fromkeys(modes)) or None
     row["device"] = next((d for d in g["device"] if isinstance(d, str)), None) if "device" in g else None
+    for col in ("backend", "scoring"):  # older runs have neither: hf, and unrecorded
+        row[col] = "/".join(dict.fromkeys(v for v in g[col] if isinstance(v, str))) or None if col in g else None
+
     if len(ok) == len(g):
         row["status"] = "ok"
     else:

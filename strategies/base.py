@@ -74,6 +74,9 @@ class Prediction:
     first_token_s: float | None = None
     # Seconds of `latency_s` spent retrieving (query embedding plus index search).
     retrieval_s: float = 0.0
+    # How the answer was chosen: "logprobs" (labels scored) or "generate" (greedy text,
+    # matched to the labels where the backend has no prompt log-probabilities).
+    scoring: str | None = None
 
 
 @runtime_checkable

@@ -94,11 +94,12 @@ def predict_prompts(model: "LM", task: "Task", examples: Sequence["Example"],
         scored = model.score_choices(prompts, list(task.labels), batch_size=batch_size * 2, progress=progress)
         # The label is known once every choice is scored: its first token is the whole answer.
         return [Prediction(ex.id, task.labels[s.best], s.latency_s + x, s.prompt_tokens, 0, r, s.truncated,
-                           first_token_s=s.latency_s + x, retrieval_s=x)
+                           first_token_s=s.latency_s + x, retrieval_s=x, scoring=s.method)
                 for ex, s, r, x in zip(examples, scored, retrieved, extra)]
     generated = model.generate(prompts, max_new_tokens=task.max_new_tokens, batch_size=batch_size,
                                progress=progress)
     return [Prediction(ex.id, clean_answer(task, g.text), g.latency_s + x, g.prompt_tokens,
                        g.completion_tokens, r, g.truncated,
-                       first_token_s=None if g.first_token_s is None else g.first_token_s + x, retrieval_s=x)
+                       first_token_s=None if g.first_token_s is None else g.first_token_s + x, retrieval_s=x,
+                       scoring="generate")
             for ex, g, r, x in zip(examples, generated, retrieved, extra)]

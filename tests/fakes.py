@@ -47,13 +47,13 @@ def tiny_model(vocab_size: int, seed: int = 0):
 
 
 def tiny_handle(seed: int = 0, max_context: int = 256):
-    from bench.generation import ModelHandle
+    from bench.backends.hf import HFBackend
 
     tok = tiny_tokenizer()
     model = tiny_model(len(tok), seed)
     model.generation_config.eos_token_id = tok.eos_token_id
     model.generation_config.pad_token_id = tok.pad_token_id
-    return ModelHandle(model=model, tokenizer=tok, name="tiny-llama", fingerprint=f"tiny:{seed}",
+    return HFBackend(model=model, tokenizer=tok, name="tiny-llama", fingerprint=f"tiny:{seed}",
                        device="cpu", max_context=max_context)
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-import bench.models
+import bench.backends
 import tasks as tasks_pkg
 from bench.config import RunConfig
 from bench.runner import Runner
@@ -34,13 +34,13 @@ BOOM = fake_definition("boom", build_boom)
 
 @pytest.fixture
 def fake_world(monkeypatch):
-    calls = {"load_model": 0}
+    calls = {"load_lm": 0}
 
-    def load_model(spec, **kw):
-        calls["load_model"] += 1
+    def load_lm(spec, **kw):
+        calls["load_lm"] += 1
         return FakeHandle(reply="blue")
 
-    monkeypatch.setattr(bench.models, "load_model", load_model)
+    monkeypatch.setattr(bench.backends, "load_lm", load_lm)
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: {"toy-cls": toy_classification,
                                                                       "toy-qa": toy_qa}[name]())
     monkeypatch.setitem(STRATEGIES._table, "boom", f"{__name__}:BOOM")
@@ -81,7 +81,7 @@ def test_unknown_strategy_fails_before_loading_the_model(tmp_path, fake_world):
     cfg = RunConfig(tasks=["toy-cls"], strategies=["prompting", "lroa"], out=str(tmp_path), name="r2")
     with pytest.raises(BenchError, match="Did you mean 'lora'"):
         Runner(cfg, log=lambda *_: None).run()
-    assert fake_world["load_model"] == 0
+    assert fake_world["load_lm"] == 0
 
 
 def test_help_is_fast_and_imports_no_heavy_module():
@@ -121,11 +121,11 @@ def test_a_finished_run_continued_loads_no_model_and_keeps_its_manifest(tmp_path
     cfg = RunConfig(tasks=["toy-cls"], strategies=["prompting"], out=str(tmp_path), name="r4", limit=3,
                     latency_sample=0)
     run_dir = Runner(cfg, log=lambda *_: None).run()
-    assert fake_world["load_model"] == 1
+    assert fake_world["load_lm"] == 1
     first = json.loads((run_dir / "manifest.json").read_text())
     logged = []
     Runner(cfg, log=logged.append).run()
-    assert fake_world["load_model"] == 1  # nothing left to compute: the weights stay on disk
+    assert fake_world["load_lm"] == 1  # nothing left to compute: the weights stay on disk
     assert any("model not loaded" in line for line in logged)
     again = json.loads((run_dir / "manifest.json").read_text())
     assert again["models"] == first["models"] and again["models"]

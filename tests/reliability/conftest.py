@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-import bench.models
+import bench.backends
 import tasks as tasks_pkg
 from fakes import FakeHandle, toy_classification, toy_qa
 
@@ -28,10 +28,10 @@ class CountingHandle(FakeHandle):
 
 @pytest.fixture
 def fake_world(monkeypatch):
-    """load_model -> a CountingHandle (its `calls` list is returned); toy tasks by name."""
+    """load_lm -> a CountingHandle (its `calls` list is returned); toy tasks by name."""
     calls: list = []
     state = {"handle": lambda: CountingHandle(calls=calls)}
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: state["handle"]())
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: state["handle"]())
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: {"toy-cls": toy_classification,
                                                                       "toy-qa": toy_qa}[name]())
     monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-cls", "fakes:toy_classification")

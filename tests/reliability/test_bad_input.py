@@ -5,7 +5,7 @@ import json
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench.config import RunConfig
 from bench.runner import Runner
 from bench.store import RunStore, read_jsonl
@@ -89,7 +89,7 @@ def test_truncated_prompts_are_counted_per_cell_and_in_the_summary(tmp_path, mon
     from reports.frame import load_run
     from reports.summary import summarize
 
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: tiny_handle(max_context=64))
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: tiny_handle(max_context=64))
     spec = write_task(tmp_path / "t", n=12, long_input=True)
     cfg = RunConfig(tasks=[str(spec)], strategies=["prompting"], out=str(tmp_path), name="long", limit=4,
                     latency_sample=0, warmup=0)

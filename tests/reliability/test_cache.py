@@ -8,7 +8,7 @@ import time
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench import cache as cache_mod
 from bench.cells import prediction_key, strategy_config
 from bench.config import RunConfig
@@ -126,7 +126,7 @@ LORA = {"name": "lora", "max_steps": 1, "batch_size": 4, "max_val_examples": 0, 
 
 
 def test_adapter_cache_serves_training_with_its_original_time(tmp_path, monkeypatch, tiny):
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: tiny)
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: tiny)
     import tasks as tasks_pkg
 
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: toy_classification())
@@ -166,7 +166,7 @@ def test_adapter_key_covers_model_task_config_seed_and_limit():
     other_code = dataclasses.replace(lora, code=(*lora.code, "strategies.rag"))
     variants = [(lora, {"r": 4}, *args[2:]), (*args[:2], "model:b", *args[3:]), (*args[:3], "task:b", *args[4:]),
                 (*args[:4], 1, *args[5:]), (*args[:5], 50, "cpu"), (*args[:6], "cuda"), (other_code, *args[1:]),
-                (*args, "bench.embedder")]
+                (*args, ("bench.embedder",))]
     keys = {prepare_key(*v) for v in variants}
     assert base not in keys and len(keys) == len(variants)
     assert prepare_key(definition("prompting"), *args[1:]) is None  # cheap prepares are not cached

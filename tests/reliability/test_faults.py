@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import bench.cli
-import bench.models
+import bench.backends
 from bench import cache as cache_mod
 from bench import jsonl
 from bench.config import RunConfig
@@ -77,7 +77,7 @@ def test_oom_in_generation_halves_the_prediction_batch(tmp_path, fake_world):
 def test_nan_loss_fails_the_cell_and_caches_nothing(tmp_path, monkeypatch, tiny):
     import tasks as tasks_pkg
 
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: tiny)
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: tiny)
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: toy_classification())
     monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-cls", "fakes:toy_classification")
     real = lora_data.batch_loss

@@ -6,7 +6,8 @@ import sys
 import pytest
 
 import bench.cli
-import bench.models
+import bench.backends
+from bench.backends.hf import load_hf
 from bench import prepared
 from bench.config import RunConfig, load_yaml
 from bench.errors import BenchError
@@ -36,7 +37,7 @@ def test_run_names_cannot_escape_the_output_folder(tmp_path, capsys):
 
 
 def test_task_named_like_a_path_stays_inside_the_run(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: CountingHandle())
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
     spec = write_task(tmp_path / "data", name="evil")
     spec.write_text(spec.read_text().replace("name: evil", "name: ../../../evil"))
     out = tmp_path / "deep" / "runs"
@@ -73,7 +74,7 @@ def test_a_canary_secret_reaches_no_log_manifest_record_or_report(tmp_path, monk
     monkeypatch.setenv("HF_TOKEN", CANARY_ENV)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-canary-0000")
     monkeypatch.setattr(sys, "argv", ["bench", "run", "--api-key", CANARY_ARGV, f"--hf-token={CANARY_ARGV}"])
-    monkeypatch.setattr(bench.models, "load_model", lambda spec, **kw: CountingHandle())
+    monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
     monkeypatch.setitem(STRATEGIES._table, "leaky", f"{__name__}:LEAKY")
     spec = write_task(tmp_path / "data")
     cfg = RunConfig(tasks=[str(spec)], strategies=["prompting", "leaky"], out=str(tmp_path), name="r",
@@ -111,13 +112,13 @@ def test_python_tagged_yaml_is_rejected_and_never_run(tmp_path):
 
 def test_pickle_weights_and_adapters_are_refused(tmp_path):
     folder = save_tiny_lm(tmp_path / "lm")
-    model = bench.models.load_model(str(folder), device="cpu")  # safetensors: loads
+    model = load_hf(str(folder), device="cpu")  # safetensors: loads
     assert model.fingerprint.startswith("folder:")
     for weights in folder.glob("*.safetensors"):
         weights.unlink()
     (folder / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
     with pytest.raises(BenchError, match=r"pickle files \(pytorch_model.bin\)"):
-        bench.models.load_model(str(folder), device="cpu")
+        load_hf(str(folder), device="cpu")
 
     entry = prepared.cache_dir("prepared") / "k1"
     (entry / "adapter").mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""One loaded causal LM + tokenizer, shared by every strategy in a process.
+"""The `hf` backend: one loaded causal LM + tokenizer in this process, shared by every
+strategy; the only `TrainableLM`.
 
 Batched generation and choice scoring live here and nowhere else:
 - generation sorts prompts by length (less padding), left-pads, runs greedy decoding
@@ -9,20 +10,25 @@ Per-query latency here is the batch's wall time shared equally by its queries.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from bench.backends import chat
+from bench.errors import BenchError
 from bench.lm import Capabilities, ChoiceScores, Generation, Progress
+from bench.models import DEFAULT_MODEL
 
 _MEMO_SIZE = 4096  # prompts remembered per handle: a few chunks of a cell
 
 
 @dataclass(frozen=True)
-class ModelHandle:
+class HFBackend:
     """The in-process transformers backend: an `LM` and the only `TrainableLM`."""
 
     model: Any
@@ -56,28 +62,15 @@ class ModelHandle:
     # -- prompts ---------------------------------------------------------------
     @property
     def has_chat_template(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        return chat.has_chat_template(self.tokenizer)
 
     def render(self, user: str, shots: Sequence[tuple[str, str]] = (), system: str | None = None) -> str:
-        """A conversation as the model expects it, ending where the answer starts.
-        `shots` are (user, assistant) demonstration turns placed before `user`."""
-        system = system if system is not None else self.system_prompt
-        if self.has_chat_template:
-            messages = [{"role": "system", "content": system}] if system else []
-            for question, answer in shots:
-                messages += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
-            messages.append({"role": "user", "content": user})
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        text = f"{system}\n\n" if system else ""
-        text += "".join(f"{q}\nAnswer: {a}\n\n" for q, a in shots)
-        return text + f"{user}\nAnswer: "
+        """A conversation as the model expects it, ending where the answer starts."""
+        return chat.render(self.tokenizer, user, shots, system if system is not None else self.system_prompt)
 
     @property
     def end_of_answer(self) -> str:
-        """What the model writes after an answer (the chat turn end, or EOS)."""
-        if self.has_chat_template and "<|im_end|>" in (self.tokenizer.chat_template or ""):
-            return "<|im_end|>"
-        return self.tokenizer.eos_token or "\n"
+        return chat.end_of_answer(self.tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.encode(text))
@@ -91,7 +84,7 @@ class ModelHandle:
             self._ids[text] = ids
         return list(ids)
 
-    def with_adapter(self, torch_model: Any, fingerprint: str) -> "ModelHandle":
+    def with_adapter(self, torch_model: Any, fingerprint: str) -> "HFBackend":
         """The same tokenizer and settings over other weights (a LoRA-wrapped model)."""
         return replace(self, model=torch_model, fingerprint=fingerprint)
 
@@ -204,6 +197,55 @@ class ModelHandle:
                 cache.crop(-(len(cont) - 1))  # back to the prompt alone
             scores[:, j] = total.cpu()
         return scores
+
+
+def load(spec, ctx) -> HFBackend:
+    """The registry's entry point (`bench.backends.load_lm`)."""
+    ctx.log(f"loading model {spec.options.model} ...")
+    return load_hf(spec.options.model, device=ctx.device, max_context=ctx.max_context,
+                   trust_remote_code=ctx.trust_remote_code, log=ctx.log)
+
+
+def load_hf(spec: str = DEFAULT_MODEL, device: str | None = None, max_context: int = 2048,
+               trust_remote_code: bool = False, log=print):
+    """The model and tokenizer `spec` names, on `device`, as an `HFBackend`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from bench.models import (_dtype_for, _folder_fingerprint, attention_implementation, converted_gguf,
+                              resolve_device, resolve_source)
+
+    source = resolve_source(spec)
+    device = resolve_device(device)
+    if source.kind == "gguf":
+        folder, key = converted_gguf(Path(source.location), log)
+        location, fingerprint = str(folder), f"gguf:{key}"
+    else:
+        location = source.location
+        fingerprint = f"{source.kind}:{_folder_fingerprint(Path(location)) if source.kind == 'folder' else spec}"
+    try:
+        tok = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        kwargs = dict(dtype=_dtype_for(device), trust_remote_code=trust_remote_code, use_safetensors=True)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                location, attn_implementation=attention_implementation(device), **kwargs)
+        except (ValueError, ImportError):  # an architecture without SDPA/FA2 support
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except OSError as exc:
+        hint = (" Nothing is fetched from a model hub on machines without one; pass a local folder "
+                "or a .gguf file." if source.kind == "hub" else "")
+        raise BenchError(f"could not load model {spec!r}: {exc}.{hint}") from exc
+    model.to(device).eval()
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    limit = getattr(model.config, "max_position_embeddings", max_context) or max_context
+    template = getattr(tok, "chat_template", "") or ""
+    fingerprint += ":" + hashlib.sha256(template.encode()).hexdigest()[:8]
+    return HFBackend(model=model, tokenizer=tok, name=spec, fingerprint=fingerprint,
+                       device=device, max_context=min(limit, max_context),
+                       extra={"dtype": str(_dtype_for(device)).removeprefix("torch."),
+                              "attention": getattr(model.config, "_attn_implementation", None),
+                              "parameters": sum(p.numel() for p in model.parameters())})
+
 
 
 class _FirstTokenClock(LogitsProcessor):
