@@ -14,6 +14,7 @@ STRATEGIES = Registry("strategy", {
     "prompt-tuning": "strategies.prompt_tuning:STRATEGY",
     "full-ft": "strategies.full_ft:STRATEGY",
     "qlora": "strategies.qlora:STRATEGY",
+    "rag-lora": "strategies.rag_lora:STRATEGY",
 })
 
 
