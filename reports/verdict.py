@@ -142,6 +142,8 @@ def _break_even(ok: pd.DataFrame, break_even: pd.DataFrame | None, labels: dict)
 def verdict(rows: pd.DataFrame, labels: dict, metric: str = "score", comparisons: pd.DataFrame | None = None,
             break_even: pd.DataFrame | None = None) -> str:
     ok = rows[rows["status"] == "ok"]
+    if "sweep_picked" in ok:  # a sweep competes with the setting validation picked, never its test-best one
+        ok = ok[ok["sweep_picked"].isna() | ok["sweep_picked"].astype(object).eq(True)]
     parts = [_accuracy(ok, labels, comparisons, metric)]
     if (i := best_index(ok, "latency_p50_ms")) is not None:
         parts.append(f"{labels[(ok.at[i, 'strategy'], ok.at[i, 'model'])]} is fastest "

@@ -67,3 +67,14 @@ def test_summary_marks_the_validation_pick_not_the_test_best(tmp_path):
     assert summary.loc[picked[0], "sweep_score_spread"] == pytest.approx(0.6)
     assert summary.loc[picked[0], "forgetting"] == 0.25 and summary.loc[picked[0], "trainable_params"] == 100
     assert summary.loc["prompting", "sweep_group"] is None and math.isnan(summary.loc["prompting", "forgetting"])
+
+
+def test_the_verdict_weighs_only_the_validation_picked_setting(tmp_path):
+    from reports.frame import load_run
+    from reports.markdown import summary_markdown
+    from reports.summary import summarize
+
+    test_summary_marks_the_validation_pick_not_the_test_best(tmp_path)
+    text = summary_markdown(summarize(load_run(tmp_path / "run")))
+    verdict = next(line for line in text.splitlines() if line.startswith("**Verdict:**"))
+    assert "learning\\_rate=0.001" in verdict and "learning\\_rate=0.01\\]" not in verdict
