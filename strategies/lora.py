@@ -41,7 +41,7 @@ def lora_config(cfg: Any, task: Any = None, lm: Any = None, **extra: Any):
                       target_modules=targets, **extra)
 
 
-METHOD = training.peft_method("lora", lora_config)
+METHOD = training.peft_method("lora", lora_config, servable=True)
 
 
 def build(options: Mapping[str, Any] | None = None) -> training.TrainedStrategy:

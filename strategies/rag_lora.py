@@ -121,7 +121,7 @@ class RagLoraStrategy:
         yield from training.merged_variant(METHOD, artifacts)
 
 
-METHOD = training.peft_method("rag-lora", lora.lora_config)
+METHOD = training.peft_method("rag-lora", lora.lora_config, servable=True)
 
 
 def _save_rebuild(artifacts: Artifacts, folder: Path) -> dict:

@@ -142,6 +142,7 @@ class Method:
     merge: Callable[[Any], Any] | None = None
     copy_base: Callable[[Any], Any] = lambda lm: copy.deepcopy(lm.torch_model)
     dtype: Callable[[Any, str], str] | None = None  # the dtype it trains in, for the facts
+    servable: bool = False  # a LoRA adapter an adapter-serving backend (vLLM --enable-lora) can serve
 
 
 def peft_save(module: Any, folder: Path) -> None:
@@ -175,6 +176,18 @@ def peft_wrap(make_config: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any
         with quiet_peft():
             return get_peft_model(base, make_config(cfg, task, lm))
     return wrap
+
+
+def serve(name: str, method: Method, model: Any, base: Any, adapted: Any, folder: Path | None) -> Any:
+    """Where predictions run: in-process (`adapted`) when the backend trains itself, else
+    the adapter-serving backend with the saved adapter loaded (a LoRA adapter only)."""
+    if model is base:
+        return adapted
+    if not method.servable or folder is None:
+        raise BenchError(f"{name}: model {model.name!r} serves LoRA adapters only, and {name} "
+                         f"{'is not a LoRA adapter' if not method.servable else 'saved none (no workdir)'}; "
+                         "run it on the hf backend")
+    return model.with_served_adapter(folder, f"{name}-{adapted.fingerprint.rsplit(':', 1)[-1]}")
 
 
 def peft_method(name: str, make_config, merge: bool = True, **kw: Any) -> Method:
@@ -233,8 +246,8 @@ def merged_variant(method: Method, artifacts: Artifacts):
     """The adapter merged into the weights: no extra matmuls per layer, one model per
     adapter. Merges this cell's private copy in place (the runner runs it last)."""
     adapted = artifacts.state["model"]
-    if method.merge is None or not hasattr(adapted.torch_model, "merge_and_unload"):
-        return
+    if method.merge is None or not hasattr(getattr(adapted, "torch_model", None), "merge_and_unload"):
+        return  # nothing to merge, or served elsewhere (an adapter-serving backend)
     merged = adapted.with_adapter(method.merge(adapted.torch_model), fingerprint=f"{adapted.fingerprint}:merged")
     yield "merged", replace(artifacts, state={**artifacts.state, "model": merged})
 
@@ -266,6 +279,8 @@ def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Bu
     from strategies import lora_data as data
 
     base = training_base(model, name)
+    if base is not model and not method.servable:  # fail before training, not after
+        serve(name, method, model, base, None, None)
     rng = random.Random(budget.seed)
     train = train_subset(task, cfg, budget, rng)
     seqs = encode(base, task, train, cfg, rng)
@@ -299,6 +314,7 @@ def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Bu
         method.save(module, folder)
         saved_path, saved_bytes = str(folder), folder_bytes(folder)
     adapted = base.with_adapter(module, fingerprint=f"{base.fingerprint}:{name}:{weights[:12]}")
+    served = serve(name, method, model, base, adapted, Path(saved_path) if saved_path else None)
     base_dtype = next(module.parameters()).dtype
     info = {"method": method.name, "trainable_params": trainable, "total_params": total,
             "trainable_share": round(trainable / max(total, 1), 6), "train_examples": len(train),
@@ -311,7 +327,8 @@ def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Bu
             ("bfloat16" if base.device.startswith("cuda") else str(base_dtype).removeprefix("torch."))}
     if probe_before is not None:
         info.update(forgetting.compare(probe_before, forgetting.scores(adapted, module, cfg.probe_examples)))
-    return Artifacts(name, model, task, state={**(state or {}), "model": adapted}, info=info)
+    # The probe runs in-process on the trained weights, wherever predictions are served.
+    return Artifacts(name, model, task, state={**(state or {}), "model": served}, info=info)
 
 
 def enable_checkpointing(module: Any) -> None:
@@ -484,5 +501,6 @@ class WeightsStore:
         if facts.get("weights_sha256") and weights != facts["weights_sha256"]:
             raise BenchError(f"{self.name}: the reloaded weights differ from the trained ones")
         adapted = base.with_adapter(module, fingerprint=f"{base.fingerprint}:{self.name}:{weights[:12]}")
+        adapted = serve(self.name, self.method, lm, base, adapted, Path(folder) / "weights")
         state = self.restore(Path(folder), task, lm, facts) if self.restore else {}
         return Artifacts(self.name, lm, task, state={**state, "model": adapted})

@@ -146,3 +146,38 @@ def test_qlora_trains_on_cuda_over_a_4bit_base(tmp_path):
     again = sdef.artifacts.load(folder, task, handle, sdef.artifacts.save(art, folder))
     torch.testing.assert_close(label_logprobs(again.state["model"], task), label_logprobs(art.state["model"], task),
                                rtol=1e-3, atol=1e-3)
+
+
+class ServingLM:
+    """An adapter-serving backend (a vLLM server with LoRA enabled): trains on the local
+    twin, serves the saved adapter by name."""
+
+    def __init__(self, twin) -> None:
+        self.twin, self.name, self.served = twin, "served", []
+
+    @property
+    def capabilities(self):
+        from bench.lm import Capabilities
+
+        return Capabilities(trainable=False, adapters=True)
+
+    def trainable_base(self):
+        return self.twin
+
+    def with_served_adapter(self, folder, name):
+        self.served.append((Path(folder), name))
+        return self.twin  # stands in for the server's view of the adapter
+
+
+@pytest.mark.parametrize("name, servable", [("lora", True), ("ia3", False)])
+def test_adapter_serving_backends_get_lora_adapters_and_refuse_the_rest(name, servable, tiny, tmp_path):
+    server = ServingLM(tiny)
+    strategy = definition(name).build({**COMMON, "max_steps": 1, "forgetting": False})
+    if not servable:
+        with pytest.raises(BenchError, match=f"{name}: model 'served' serves LoRA adapters only"):
+            strategy.prepare(toy_classification(), server, Budget(seed=0, workdir=tmp_path))
+        return
+    art = strategy.prepare(toy_classification(), server, Budget(seed=0, workdir=tmp_path))
+    ((folder, served_name),) = server.served
+    assert (folder / "adapter_model.safetensors").is_file() and served_name.startswith("lora-")
+    assert not list(strategy.latency_variants(art))  # nothing to merge on a server
