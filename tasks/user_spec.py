@@ -9,6 +9,8 @@
     test: data/test.csv                 # validation/test optional: carved from train
     split: {ratios: [0.8, 0.1, 0.1], seed: 0}
     fields: {input: text, target: team, id: ticket_id}
+    # qa only, both optional: every accepted answer, and the gold documents' ids
+    # fields: {input: question, answers: answers, doc_ids: gold}
     corpus: docs/**/*.md                # or a list of globs; .txt/.md/.jsonl files
     max_new_tokens: 16
 
@@ -19,6 +21,13 @@ Rules:
   the CLI prints one actionable line, never a traceback.
 - Ids must be unique across all splits (a duplicate is how leakage shows up);
   rows without an id get "<file name>:<line>".
+- `fields.answers` names a list field of accepted answers (QA): exact match and F1
+  take the best over them; without a `target` column the first answer is the target.
+  `fields.doc_ids` names the ids of the documents holding the answer (a list, or one
+  string), which must be corpus document ids (a .md/.txt file's path relative to the
+  spec, or a corpus .jsonl row's `id`); they give recall@k and the retrieval-miss vs
+  generation-miss split. In JSONL both are JSON lists (or one string); in CSV a cell
+  holds the items separated by `LIST_SEPARATOR` ("|"), or a JSON list (`["a", "b"]`).
 - Test order is mixed by a seeded shuffle (by label for classification): the runner
   takes the first N test examples for `--limit N`, and a file sorted by label
   would otherwise test one label only.
@@ -42,7 +51,9 @@ from tasks.splits import DEFAULT_RATIOS, check_ratios, mix_order, stratified_spl
 
 SPEC_KEYS = ("name", "kind", "instruction", "labels", "metric", "train", "validation", "test", "fields", "split",
              "corpus", "max_new_tokens")
-FIELD_KEYS = ("input", "target", "id")
+FIELD_KEYS = ("input", "target", "id", "answers", "doc_ids")
+LIST_FIELDS = ("answers", "doc_ids")  # optional: read only when the spec names them
+LIST_SEPARATOR = "|"
 SPLIT_KEYS = ("ratios", "seed")
 SPLITS = ("train", "validation", "test")
 DEFAULT_INSTRUCTIONS = {"classification": "Classify the input. Answer with one of the labels.",
@@ -172,6 +183,39 @@ def _field(row: dict, name: str, path: Path, line: int) -> str:
     return str(value).strip()
 
 
+def _list_field(row: dict, name: str, path: Path, line: int) -> list[str]:
+    """A list of non-empty strings from a JSON list, one string, or a CSV cell split on
+    `LIST_SEPARATOR` (or holding a JSON list)."""
+    value = row.get(name)
+    if value is None:
+        raise DataError(f"missing field (this row has: {', '.join(map(str, row)) or 'nothing'})",
+                        path=path, line=line, field=name)
+    if isinstance(value, str) and path.suffix.lower() == ".csv":
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as exc:
+                raise DataError(f"starts with '[' but is not a JSON list ({exc}); write a|b|c or a JSON list",
+                                path=path, line=line, field=name) from None
+        else:
+            value = text.split(LIST_SEPARATOR)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise DataError(f"must be a list of strings, got {type(value).__name__}", path=path, line=line, field=name)
+    items = []
+    for i, item in enumerate(value, 1):
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise DataError(f"item {i} must be a string, got {type(item).__name__}", path=path, line=line, field=name)
+        if not str(item).strip():
+            raise DataError(f"item {i} is empty", path=path, line=line, field=name)
+        items.append(str(item).strip())
+    if not items:
+        raise DataError("is an empty list", path=path, line=line, field=name)
+    return list(dict.fromkeys(items))
+
+
 def _resolve(spec: _Spec, key: str, value: Any) -> Path:
     path = spec.path.parent / spec.text(key, value)
     if not path.is_file():
@@ -187,9 +231,20 @@ def _read_split(spec: _Spec, split: str, fields: dict[str, str], labels: tuple[s
     rows = read_jsonl(path) if path.suffix.lower() == ".jsonl" else read_csv(path)
     explicit_id = "id" in (spec.data.get("fields") or {})
     examples = []
+    given = spec.data.get("fields") or {}
     for line, row in rows:
         text = _field(row, fields["input"], path, line)
-        target = _field(row, fields["target"], path, line)
+        meta: dict[str, Any] = {"source": f"{path.name}:{line}"}
+        answers = _list_field(row, fields["answers"], path, line) if "answers" in given else None
+        if answers is not None and "target" not in given and fields["target"] not in row:
+            target = answers[0]  # no target column: the first accepted answer is canonical
+        else:
+            target = _field(row, fields["target"], path, line)
+        if answers is not None:
+            meta["answers"] = list(dict.fromkeys([target, *answers]))
+        if "doc_ids" in given:
+            meta["doc_ids"] = _list_field(row, fields["doc_ids"], path, line)
+            meta["doc_ids_at"] = [str(path), line]
         if labels and target not in labels:
             close = [lab for lab in labels if lab.lower() == target.lower()]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -200,7 +255,7 @@ def _read_split(spec: _Spec, split: str, fields: dict[str, str], labels: tuple[s
             raise DataError(f"duplicate id {ex_id!r}, first seen at {seen[ex_id]}; ids must be unique across "
                             "train, validation and test", path=path, line=line, field=fields["id"])
         seen[ex_id] = f"{path}:{line}"
-        examples.append(Example(ex_id, text, target, {"source": f"{path.name}:{line}"}))
+        examples.append(Example(ex_id, text, target, meta))
     if not examples:
         raise DataError(f"no examples in this file (the {split} split)", path=path)
     return examples
@@ -270,6 +325,12 @@ def _load(spec: _Spec, seed: int) -> Task:
             raise spec.error("fields", "must be a mapping like {input: text, target: label}")
         spec.check_keys(data["fields"], FIELD_KEYS, "fields.")
         fields.update({k: spec.text(f"fields.{k}", v) for k, v in data["fields"].items()})
+        for key in LIST_FIELDS:
+            if key in data["fields"] and kind != "qa":
+                raise spec.error(f"fields.{key}", f"applies to qa tasks only, not {kind}")
+        if "doc_ids" in data["fields"] and data.get("corpus") is None:
+            raise spec.error("fields.doc_ids", "gold document ids need a corpus: add `corpus:` (the documents "
+                             "RAG retrieves from, whose ids these are)")
     split = data.get("split") or {}
     if not isinstance(split, dict):
         raise spec.error("split", "must be a mapping like {ratios: [0.8, 0.1, 0.1], seed: 0}")
@@ -301,15 +362,35 @@ def _load(spec: _Spec, seed: int) -> Task:
             if not parts[s]:
                 raise spec.error("split.ratios", f"split {s!r} is empty: {len(pool)} train examples are too few "
                                  f"for ratios {list(ratios)}; add examples, give a {s} file or change split.ratios")
+    corpus = _read_corpus(spec, data["corpus"]) if data.get("corpus") is not None else None
+    if corpus is not None and "doc_ids" in (data.get("fields") or {}):
+        _check_doc_ids(parts, {d.id for d in corpus}, fields["doc_ids"])
     try:
         return Task(name=spec.text("name", data.get("name"), spec.path.stem), kind=kind,
                     instruction=spec.text("instruction", data.get("instruction"), DEFAULT_INSTRUCTIONS[kind]),
                     labels=labels, train=parts["train"], validation=parts["validation"],
                     test=mix_order(parts["test"], lambda ex: ex.target if labels else "", seed),
-                    corpus=_read_corpus(spec, data["corpus"]) if data.get("corpus") is not None else None,
+                    corpus=corpus,
                     metric=metric, source=str(spec.path), max_new_tokens=_max_new_tokens(spec, data))
     except ValueError as exc:
         raise DataError(str(exc), path=spec.path) from None
+
+
+def _check_doc_ids(parts: dict[str, list[Example]], known: set[str], field: str) -> None:
+    """Every gold document id names a corpus document (else recall@k would count a typo
+    as a retrieval miss); drops the bookkeeping of where each list was read."""
+    for split, examples in parts.items():
+        for i, ex in enumerate(examples):
+            meta = dict(ex.meta)
+            where = meta.pop("doc_ids_at", None)
+            missing = [d for d in meta.get("doc_ids", []) if d not in known]
+            if missing:
+                close = difflib.get_close_matches(missing[0], sorted(known), 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise DataError(f"document id {missing[0]!r} is not in the corpus{hint}; ids are a .md/.txt file's "
+                                "path relative to the spec, or a corpus .jsonl row's id",
+                                path=where[0] if where else None, line=where[1] if where else None, field=field)
+            examples[i] = Example(ex.id, ex.input, ex.target, meta)
 
 
 def _max_new_tokens(spec: _Spec, data: dict) -> int:

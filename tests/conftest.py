@@ -74,9 +74,34 @@ def _has_cuda() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    import vllm_session
+
+    items[:] = vllm_session.last(items)  # they wait for the server: start-up overlaps the rest
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# -- the test run's one vLLM server (tests/vllm_session.py) ---------------------------
+def pytest_collection_finish(session):
+    import vllm_session
+
+    if not session.config.option.collectonly and vllm_session.wanted(session.items):
+        vllm_session.SESSION.begin()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import vllm_session
+
+    vllm_session.SESSION.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_lm():
+    """The openai backend on the session's managed vLLM server (SmolLM2, float32, LoRA on)."""
+    import vllm_session
+
+    return vllm_session.SESSION.get()

@@ -60,6 +60,7 @@ class Backend:
 BACKENDS = Registry("model backend", {
     "hf": "bench.backends.entries:HF",
     "openai": "bench.backends.entries:OPENAI",
+    "vllm": "bench.backends.vllm:VLLM",
 })
 
 

@@ -19,12 +19,12 @@ How each `LM` call becomes requests (one request per query, `max_connections` at
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -32,16 +32,14 @@ from typing import Any, Callable, Sequence
 
 from bench.backends import chat
 from bench.backends.http import Client, ServerError
+from bench.backends.labels import NoPromptLogprobs, label_logprob, match_label
 from bench.errors import BenchError
 from bench.lm import Capabilities, ChoiceScores, Generation, Progress
 
 CHAT_PREFIX = "\x1eadaptbench-chat\x1e"  # a prompt that is a serialized conversation (no local template)
 _CHARS_PER_TOKEN = 4  # token estimate without a local tokenizer; the server's usage is what is stored
 _CLASSIFY_TOKENS = 8  # new tokens for a label chosen by generation (as strategies.prompts reserves)
-
-
-class NoPromptLogprobs(Exception):
-    pass
+_MEMO_SIZE = 4096  # prompts whose token ids are remembered (counted to fit, then sent)
 
 
 class OpenAIBackend:
@@ -55,7 +53,9 @@ class OpenAIBackend:
         self.device = "server"
         self.system_prompt: str | None = None
         self._load_args = dict(load_args or {})
-        self._state = {"prompt_logprobs": None, "stream": True, "base": None}  # shared with adapter twins
+        # Shared with adapter twins. A fast tokenizer is not safe to call from several
+        # threads at once ("Already borrowed"): one lock, and a bounded memo of encodings.
+        self._state = {"prompt_logprobs": None, "stream": True, "base": None, "lock": threading.Lock(), "ids": {}}
 
     # -- what it is -------------------------------------------------------------
     @property
@@ -87,7 +87,14 @@ class OpenAIBackend:
         return math.ceil(len(text) / _CHARS_PER_TOKEN)
 
     def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        memo = self._state["ids"]
+        with self._state["lock"]:
+            ids = memo.get(text)
+            if ids is None:
+                ids = memo[text] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+                if len(memo) > _MEMO_SIZE:
+                    memo.pop(next(iter(memo)))  # oldest first
+        return list(ids)
 
     def _fit(self, prompt: str, room: int) -> tuple[str, bool]:
         """The end of an over-long prompt, as the hf backend keeps it (needs the tokenizer)."""
@@ -96,7 +103,8 @@ class OpenAIBackend:
         ids, limit = self.encode(prompt), max(1, self.max_context - room)
         if len(ids) <= limit:
             return prompt, False
-        return self.tokenizer.decode(ids[-limit:]), True
+        with self._state["lock"]:
+            return self.tokenizer.decode(ids[-limit:]), True
 
     # -- generation -------------------------------------------------------------
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, batch_size: int = 8,
@@ -126,7 +134,7 @@ class OpenAIBackend:
                 self.client.stream(path, {**payload, "stream": True, "stream_options": {"include_usage": True}},
                                    on_event)
             except ServerError as exc:
-                if exc.status != 400:
+                if exc.status != 400 or "stream" not in exc.detail.lower():
                     raise
                 self._state["stream"] = False  # a server without streaming options: plain requests from now
                 return self._generate_one(prompt, max_new_tokens)
@@ -183,7 +191,7 @@ class OpenAIBackend:
             raise NoPromptLogprobs(f"{len(rows)} choices back for {len(choices)} prompts")
         scores, prompt_tokens = [], 0
         for choice_text, row in zip(choices, rows):
-            total, n_prompt = _label_logprob(row.get("logprobs") or {}, len(prompt), len(prompt + choice_text))
+            total, n_prompt = label_logprob(row.get("logprobs") or {}, len(prompt), len(prompt + choice_text))
             scores.append(total)
             prompt_tokens = n_prompt
         if self.tokenizer is not None:
@@ -201,7 +209,11 @@ class OpenAIBackend:
     def _each(self, prompts: Sequence[str], one: Callable[[str], Any], progress: Progress | None) -> list:
         """`one(prompt)` for every prompt, `max_connections` at a time, in the caller's order."""
         results: list[Any] = [None] * len(prompts)
-        if not prompts:
+        if len(prompts) <= 1:  # a batch-1 latency probe: no pool to start
+            for i, prompt in enumerate(prompts):
+                results[i] = one(prompt)
+                if progress:
+                    progress(1)
             return results
         with ThreadPoolExecutor(max_workers=min(self.options.max_connections, len(prompts))) as pool:
             futures = {pool.submit(one, p): i for i, p in enumerate(prompts)}
@@ -245,43 +257,6 @@ class OpenAIBackend:
         return twin
 
 
-def _label_logprob(logprobs: dict, prompt_chars: int, full_chars: int) -> tuple[float, int]:
-    """(summed log-probability of the tokens overlapping the label, tokens before it)."""
-    offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
-    if not offsets or not values or len(offsets) != len(values):
-        raise NoPromptLogprobs("the server returned no prompt log-probabilities")
-    total, n_prompt, found = 0.0, 0, False
-    for i, (start, value) in enumerate(zip(offsets, values)):
-        end = offsets[i + 1] if i + 1 < len(offsets) else math.inf
-        if start >= full_chars:
-            break  # the generated token after the echo
-        if end <= prompt_chars:
-            n_prompt += 1
-            continue
-        if value is None:
-            raise NoPromptLogprobs("the label's first token has no log-probability")
-        total, found = total + float(value), True
-    if not found:
-        raise NoPromptLogprobs("no token of the label came back")
-    return total, n_prompt
-
-
-def match_label(text: str, labels: Sequence[str]) -> int:
-    """The label a generated answer names: exact, then prefix, then the earliest
-    mentioned, then the closest spelling (index 0 when nothing is close)."""
-    norm = lambda s: re.sub(r"[^\w\s-]", "", s.lower()).strip()  # noqa: E731
-    said, names = norm(text), [norm(label) for label in labels]
-    for test in (lambda n: said == n, lambda n: said.startswith(n)):
-        hits = [j for j, n in enumerate(names) if test(n)]
-        if hits:
-            return max(hits, key=lambda j: len(names[j]))
-    places = [(m.start(), j) for j, n in enumerate(names) if (m := re.search(rf"\b{re.escape(n)}\b", said))]
-    if places:
-        return min(places)[1]
-    close = difflib.get_close_matches(said.split()[0] if said.split() else "", names, n=1, cutoff=0.6)
-    return names.index(close[0]) if close else 0
-
-
 def _folder_sha256(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -296,17 +271,24 @@ def load(spec, ctx) -> OpenAIBackend:
     return connect(spec.options, ctx, spec.label)
 
 
-def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
+def connect(options, ctx, name: str | None = None, where: Any = None) -> OpenAIBackend:
     """An `OpenAIBackend` for `options` (an `OpenAIOptions`), checked against the server:
     it answers, the key is accepted, and it serves `options.model`. A managed server
-    (the vllm entry) calls this with the URL it started."""
+    (the vllm entry) calls this with the URL it started; its port changes every start,
+    so it passes `where` (e.g. "managed vllm"), which stands for the URL in the
+    fingerprint: the same engine and weights on another port reuse cached predictions."""
     name = name or f"openai:{options.model}"
     key = _api_key(options, name)
     client = Client(options.base_url, options.model, key, options.timeout_s, options.max_retries,
                     options.max_connections, key_env=options.api_key_env)
     try:
         ctx.log(f"connecting to {options.base_url} (model {options.model}) ...")
-        served = client.get("models", retries=min(1, options.max_retries)).get("data") or []
+        try:
+            served = client.get("models", retries=min(1, options.max_retries)).get("data") or []
+        except ServerError as exc:
+            if exc.status != 404:
+                raise
+            served = []  # a server without /models: the first request tells whether the model exists
         facts = next((m for m in served if m.get("id") == options.model), None)
         if served and facts is None:
             ids = ", ".join(sorted(str(m.get("id")) for m in served)[:8])
@@ -317,7 +299,7 @@ def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
         tokenizer, tok_sha = _tokenizer(options, ctx)
         limit = options.max_context or min(ctx.max_context, int(facts.get("max_model_len") or ctx.max_context))
         endpoint = "chat/completions" if options.uses_chat_endpoint else "completions"
-        identity = {"base_url": options.base_url, "model": options.model, "server": facts, "endpoint": endpoint,
+        identity = {"base_url": options.base_url if where is None else where, "model": options.model, "server": facts, "endpoint": endpoint,
                     "tokenizer_sha256": tok_sha, "max_context": limit}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         extra = {"backend": "openai", "base_url": options.base_url, "served_model": options.model,

@@ -5,7 +5,9 @@ log-probability hashed from the text before it, and a reply is hashed from the p
 and the model name, so a retried request gets the same answer as the first. Knobs:
 `key` (401 without it, echoing the key it got, as some servers do), `prompt_logprobs`
 (False: echo is ignored, as llama.cpp's server does), `die_after` (the server stops
-after that many requests: connection refused from then on).
+after that many requests: connection refused from then on), `lm` (an in-process
+`HFBackend`: prompt log-probabilities and greedy answers come from its real model and
+tokenizer instead, a reference server for agreement with the hf backend).
 """
 from __future__ import annotations
 
@@ -45,8 +47,9 @@ def reply_for(model: str, prompt: str) -> str:
 
 class FakeOpenAIServer:
     def __init__(self, model: str = "smol", port: int = 0, key: str | None = None, prompt_logprobs: bool = True,
-                 die_after: int | None = None, max_model_len: int = 2048) -> None:
-        self.model, self.key, self.prompt_logprobs = model, key, prompt_logprobs
+                 die_after: int | None = None, max_model_len: int = 2048, lm=None) -> None:
+        self.model, self.key, self.prompt_logprobs, self.lm = model, key, prompt_logprobs, lm
+        self._lm_lock = threading.Lock()  # one forward pass at a time
         self.die_after, self.max_model_len = die_after, max_model_len
         self.requests: list[tuple[str, dict]] = []
         self.adapters: dict[str, str] = {}
@@ -129,7 +132,9 @@ class FakeOpenAIServer:
         for i, prompt in enumerate(prompts):
             toks = tokens(prompt)
             lp = None
-            if self.prompt_logprobs and body.get("logprobs") is not None:
+            if self.lm is not None:
+                toks, lp = self._lm_logprobs(prompt)
+            elif self.prompt_logprobs and body.get("logprobs") is not None:
                 lp = {"tokens": [t for _, t in toks] + [" x"],
                       "token_logprobs": [None] + [token_logprob(prompt[:s], t) for s, t in toks[1:]] + [-0.5],
                       "text_offset": [s for s, _ in toks] + [len(prompt)], "top_logprobs": None}
@@ -139,10 +144,29 @@ class FakeOpenAIServer:
                                    "usage": {"prompt_tokens": n_prompt, "completion_tokens": len(prompts),
                                              "total_tokens": n_prompt + len(prompts)}})
 
+    def _lm_logprobs(self, prompt: str):
+        """Echoed tokens of `prompt` with their log-probabilities under the real model."""
+        import torch
+
+        enc = self.lm.tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], [start for start, _ in enc["offset_mapping"]]
+        with self._lm_lock, torch.inference_mode():
+            logits = self.lm.torch_model(input_ids=torch.tensor([ids])).logits[0].float()
+        logp = torch.log_softmax(logits, -1)
+        values = [None] + [float(logp[k - 1, ids[k]]) for k in range(1, len(ids))]
+        toks = [(o, self.lm.tokenizer.decode([t])) for o, t in zip(offsets, ids)]
+        return toks, {"tokens": [t for _, t in toks] + ["x"], "token_logprobs": values + [-0.5],
+                      "text_offset": offsets + [len(prompt)], "top_logprobs": None}
+
     def _generate(self, h, body, prompt: str, chat: bool):
-        words = reply_for(body["model"], prompt).split()[: max(1, int(body.get("max_tokens") or 16))]
-        usage = {"prompt_tokens": len(tokens(prompt)), "completion_tokens": len(words),
-                 "total_tokens": len(tokens(prompt)) + len(words)}
+        if self.lm is not None and not chat:
+            with self._lm_lock:
+                [g] = self.lm.generate([prompt], max_new_tokens=int(body.get("max_tokens") or 16), batch_size=1)
+            words, n_prompt, n_new = ([g.text] if g.text else []), g.prompt_tokens, g.completion_tokens
+        else:
+            words = reply_for(body["model"], prompt).split()[: max(1, int(body.get("max_tokens") or 16))]
+            n_prompt, n_new = len(tokens(prompt)), len(words)
+        usage = {"prompt_tokens": n_prompt, "completion_tokens": n_new, "total_tokens": n_prompt + n_new}
         text = " ".join(words)
         if not body.get("stream"):
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}} if chat

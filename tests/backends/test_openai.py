@@ -6,7 +6,8 @@ import pytest
 
 from bench.backends import LoadContext, ModelSpec
 from bench.backends.entries import OpenAIOptions
-from bench.backends.openai import CHAT_PREFIX, connect, match_label
+from bench.backends.labels import match_label
+from bench.backends.openai import CHAT_PREFIX, connect
 from bench.errors import BenchError
 from fake_openai import FakeOpenAIServer, label_logprob, reply_for
 from fakes import tiny_tokenizer
@@ -160,6 +161,10 @@ def test_the_fingerprint_follows_the_server_and_the_model(tok_dir):
                   _lm(a.url).fingerprint]
         facts = _lm(a.url).extra["server"]
     assert prints[0] == prints[1] and len(set(prints)) == 4
+    with FakeOpenAIServer() as d, FakeOpenAIServer() as e:  # one managed engine, restarted on another port
+        managed = [connect(OpenAIOptions(model="smol", base_url=x.url), QUIET, where="managed").fingerprint
+                   for x in (d, e)]
+        assert managed[0] == managed[1] != _lm(d.url).fingerprint
     assert facts == {"id": "smol", "root": "/models/smol", "max_model_len": 2048, "owned_by": None,
                      "version": "0.0.fake"}
 
@@ -244,3 +249,26 @@ def test_a_managed_server_entry_starts_on_load_and_stops_on_close(monkeypatch):
     close_lm(lm)
     with pytest.raises(BenchError, match="connection refused"):
         _lm(STARTED[-1].url, max_retries=0)
+
+
+def test_through_a_server_over_the_same_weights_answers_equal_the_hf_backend(tmp_path):
+    """Label log-probabilities found by echoed text offsets, and greedy answers, match the
+    in-process backend on the same tiny model and tokenizer (prompts rendered identically)."""
+    from fakes import tiny_handle, toy_classification
+    from strategies.prompts import build_prompt
+
+    hf = tiny_handle(seed=3)
+    folder = tmp_path / "tok"
+    hf.tokenizer.save_pretrained(folder)
+    task = toy_classification()
+    with FakeOpenAIServer(model="tiny", lm=hf) as server:
+        lm = _lm(server.url, model="tiny", tokenizer=str(folder))
+        prompts = [build_prompt(lm, task, ex.input) for ex in task.test]
+        assert prompts == [build_prompt(hf, task, ex.input) for ex in task.test]
+        got, want = lm.score_choices(prompts, list(task.labels)), hf.score_choices(prompts, list(task.labels))
+        gen, ref = lm.generate(prompts[:4], max_new_tokens=6), hf.generate(prompts[:4], max_new_tokens=6)
+    for g, w in zip(got, want):
+        assert g.logprobs == pytest.approx(w.logprobs, abs=1e-4) and g.best == w.best
+        assert g.prompt_tokens == w.prompt_tokens and g.method == "logprobs"
+    assert [(g.text, g.prompt_tokens, g.completion_tokens) for g in gen] == [
+        (r.text, r.prompt_tokens, r.completion_tokens) for r in ref]
