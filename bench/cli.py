@@ -155,8 +155,7 @@ def _console():
 
 
 def _no_cache(cfg) -> None:
-    cfg.cache = False
-    cfg.strategy_options.setdefault("rag", {})["cache"] = False  # RAG keeps its own index cache
+    cfg.cache = False  # reaches strategies' own caches (RAG's indexes) through Budget.cache
 
 
 def cmd_run(args) -> int:

@@ -139,7 +139,10 @@ class RunConfig:
 
     def strategy_specs(self) -> list[StrategySpec]:
         """Each strategy entry with its options: the run's `batch_size` as its prediction
-        batch, then `strategy_options`, then the entry's own (the most specific wins)."""
+        batch, then `strategy_options`, then the entry's own (the most specific wins);
+        sweeps expanded (bench/sweeps.py)."""
+        from strategies import STRATEGIES
+
         specs = []
         for i, entry in enumerate(self.strategies):
             try:
@@ -148,12 +151,15 @@ class RunConfig:
                 raise FieldError(f"strategies[{i}]", str(exc).removeprefix("strategy entry: ")) from None
         merged = []
         for spec in specs:
-            key = PREDICT_BATCH.get(spec.name)
+            # The strategy's own definition names its prediction batch option (unknown names fail later, clearly).
+            key = STRATEGIES.load(spec.name).predict_batch if spec.name in STRATEGIES else None
             shared = {key: self.batch_size} if key else {}
             shared.update(self.strategy_options.get(spec.name, {}))
             shared.update(spec.options)
             merged.append(StrategySpec(spec.name, spec.label, shared))
-        return merged
+        from bench.sweeps import expand  # a list of numbers for a training option: one entry per value
+
+        return expand(merged, lambda name: name in STRATEGIES and STRATEGIES.load(name).changes_weights)
 
     def model_specs(self) -> list:
         from bench.backends import ModelSpec
@@ -168,8 +174,6 @@ class RunConfig:
         return asdict(self)
 
 
-# The option holding each built-in strategy's prediction batch size (what an OOM halves).
-PREDICT_BATCH = {"prompting": "batch_size", "rag": "batch_size", "lora": "predict_batch_size"}
 COST_KEYS = ("hardware", "usd_per_hour", "monthly_volumes", "api_model")
 
 

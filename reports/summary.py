@@ -25,6 +25,7 @@ from reports.intervals import macro_f1_by_cell, score_intervals
 from reports.latency_pairs import implausible, latency_comparisons, latency_intervals
 from reports.retrieval import retrieval_split
 from reports.trivial import baseline_rows, with_baselines
+from reports.training_facts import COLUMNS as TRAINING_COLUMNS, add_training_facts
 
 # Reduced from each cell's rows (and its batch-1 latency probe), then averaged over
 # the seeds that finished.
@@ -43,7 +44,7 @@ COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_ci_low", "score_ci_h
                   "queries_per_s", "gen_tokens_per_s", "hardware", "price_usd_per_hour", "prepare_cost_usd",
                   "cost_per_1k_usd", "api_model", "api_cost_per_1k_usd", "energy_j_per_query", "peak_memory_mb",
                   "peak_memory_prepare_mb", "peak_memory_predict_mb", "peak_gpu_memory_mb", "truncated_n",
-                  "device", "backend", "scoring", "cost_basis", "status", "error"]
+                  "device", "backend", "scoring", "cost_basis", "status", "error"] + TRAINING_COLUMNS
 # Intervals and flags sit right after the numbers they qualify.
 for _after, _added in (("recall_at_k", ["score_retrieved", "score_missed", "rag_limit"]), ("latency_p95_ms", ["latency_p50_ci_low", "latency_p50_ci_high", "latency_p95_ci_low",
                                            "latency_p95_ci_high", "latency_probe_n", "latency_interleaved",
@@ -140,7 +141,7 @@ def summarize(frames: RunFrames, baselines: bool = False) -> pd.DataFrame:
     out = _backend_costs(add_costs(out, frames.manifest), frames.manifest)
     flags = implausible(frames, out, latency_comparisons(frames))
     out["latency_flag"] = [flags.get(tuple(k)) for k in out[KEYS].itertuples(index=False)]
-    out = add_cost_intervals(out, frames)[COLUMNS]
+    out = add_training_facts(add_cost_intervals(out, frames), frames)[COLUMNS]  # forgetting, sizes, sweeps
     return with_baselines(out, baseline_rows(frames, metric_by_task(frames))) if baselines else out
 
 

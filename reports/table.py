@@ -35,6 +35,7 @@ TERMINAL_COLUMNS = [
     ("prompt_tokens_mean", "tok in", "{:.0f}", "right"),
     ("prepare_cost_usd", "prep $", "usd", "right"),
     ("cost_per_1k_usd", "$/1k q", "usd", "right"),
+    ("forgetting", "forget", "{:+.2f}", "right"),  # probe accuracy lost by training (training_facts.py)
 ]
 
 
