@@ -43,8 +43,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
+    r.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                   help="a folder task specs may read data and corpus files from, besides their own (repeatable)")
     r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
-                   "with its stored config; only --device, --no-cache, --executor and --ray-address may be given with it")
+                   "with its stored config; --device, --no-cache, --executor and --ray-address may be given "
+                   "with it, and what reaches outside the folder (task spec paths, model paths, "
+                   "--trust-remote-code) must be confirmed with --tasks, --model and --trust-remote-code")
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
     r.add_argument("--executor", choices=["local", "ray"],
@@ -96,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, object]]:
-    import yaml
+    from bench import redact, yamlio
 
     out: dict[str, dict[str, object]] = {}
     for item in items:
@@ -104,21 +108,26 @@ def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, object]]:
         strategy, dot, option = key.partition(".")
         if not sep or not dot or not option:
             raise BenchError(f"--set {item!r}: expected STRATEGY.OPTION=VALUE, e.g. lora.max_steps=40")
-        out.setdefault(strategy, {})[option] = yaml.safe_load(value)
+        if redact.is_secret_name(option):
+            redact.add_secret(value)  # masked everywhere from here on, the recorded command line included
+        out.setdefault(strategy, {})[option] = yamlio.load_text(value, f"--set {key}").data
     return out
 
 
 def _resume_config(args):
-    """The config stored in RUN/manifest.json, pointed at RUN."""
-    import json
+    """The config stored in RUN/manifest.json, pointed at RUN. A run folder is untrusted
+    input (a colleague's, a CI artifact): what it would run or read outside itself
+    (task specs, model paths, a model's own code) is used only when the command line
+    says the same (`bench.resume_check`)."""
     from pathlib import Path
 
     from bench.config import RunConfig
     from bench.options import config_from
     from bench.redact import MASK
+    from bench.resume_check import check_stored, read_stored
 
-    given = [f for f in ("config", "tasks", "strategies", "model", "limit", "train_limit", "name", "seed",
-                         "batch_size", "trust_remote_code") if getattr(args, f) not in (None, [], False)]
+    given = [f for f in ("config", "strategies", "limit", "train_limit", "name", "seed", "batch_size")
+             if getattr(args, f) not in (None, [], False)]
     if given or args.set:
         raise BenchError(f"--resume continues a run with its stored config; drop {', '.join(given) or '--set'} "
                          "(or start a new run)")
@@ -128,34 +137,42 @@ def _resume_config(args):
     manifest = run_dir / "manifest.json"
     if not manifest.is_file():
         raise BenchError(f"--resume {args.resume}: no run folder with a manifest.json at {run_dir}")
-    try:
-        stored = json.loads(manifest.read_text(encoding="utf-8"))["config"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"{manifest} is damaged ({exc}); start the run again with its config") from None
-    if MASK in json.dumps(stored):
+    stored = read_stored(manifest)
+    if MASK in str(stored):
         raise BenchError(f"{manifest}: the stored config holds redacted secrets; re-run with the config file")
+    check_stored(stored, run_dir, tasks=_csv(args.tasks), models=_csv(args.model),
+                 trust_remote_code=bool(args.trust_remote_code))
     stored.update(out=str(run_dir.parent), name=run_dir.name)
     if args.device:
         stored["device"] = args.device
     return config_from(RunConfig, stored, str(manifest))
 
 
+def _console():
+    """The console, with secret values masked in whatever it prints."""
+    from rich.console import Console
+
+    from bench.redact import MaskedStream
+
+    return Console(file=MaskedStream(sys.stdout))
+
+
 def _no_cache(cfg) -> None:
-    cfg.cache = False
-    cfg.strategy_options.setdefault("rag", {})["cache"] = False  # RAG keeps its own index cache
+    cfg.cache = False  # reaches strategies' own caches (RAG's indexes) through Budget.cache
 
 
 def cmd_run(args) -> int:
-    from rich.console import Console
-
     from bench.runner import Runner
     from reports import render_run
 
+    if args.allow_path:  # read by tasks.user_spec wherever a task is loaded (a worker process too)
+        os.environ["ADAPTBENCH_ALLOW_PATHS"] = os.pathsep.join(
+            [p for p in os.environ.get("ADAPTBENCH_ALLOW_PATHS", "").split(os.pathsep) if p] + args.allow_path)
     cfg = _resume_config(args) if args.resume else _config_from_flags(args)
     if args.no_cache:
         _no_cache(cfg)
     _executor_flags(cfg, args)
-    console = Console()
+    console = _console()
     runner = Runner(cfg, console)
     run_dir = runner.run()
     render_run(run_dir, console=console)
@@ -208,11 +225,9 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from rich.console import Console
-
     from reports import render_run
 
-    render_run(args.run_dir, console=Console())
+    render_run(args.run_dir, console=_console())
     return 0
 
 
@@ -256,13 +271,11 @@ def cmd_cache(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from rich.console import Console
-
     from reports.compare_out import run_compare
     from reports.regression import Thresholds
 
     th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
-    result, _ = run_compare(args.baseline, args.new, args.out, th, Console())
+    result, _ = run_compare(args.baseline, args.new, args.out, th, _console())
     return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
 
 
@@ -282,9 +295,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_perf(args) -> int:
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     if args.gpu:
         from bench.perf_gpu import run_gpu_suite
 
@@ -313,8 +324,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    from bench.errors import DataWarning
+
+    shown: set[str] = set()  # a task is loaded by the planner and by its cells: say each thing once
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, DataWarning):
+            from bench.redact import redact_text
+
+            if str(message) not in shown:
+                shown.add(str(message))
+                print(f"warning: {redact_text(str(message))}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest, **kw)
+
+    with warnings.catch_warnings():  # restores the default display after this command
+        default_show, warnings.showwarning = warnings.showwarning, show
+        warnings.simplefilter("always", DataWarning)
+        return _handle(handlers[args.command], args)
+
+
+def _handle(handler, args) -> int:
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except BenchError as exc:
         from bench.redact import redact_text
 

@@ -157,7 +157,7 @@ class Worker:
         if label not in self._strategies:
             from strategies import STRATEGIES
 
-            self._strategies[label] = STRATEGIES.load(spec.strategy.name)(dict(spec.strategy.options))
+            self._strategies[label] = STRATEGIES.load(spec.strategy.name).build(dict(spec.strategy.options))
         return self._strategies[label]
 
     def workdir(self, cell: str) -> Path:
@@ -222,7 +222,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dic
                       hardware=node_facts(handle.device, worker.node))
         open_bar = worker.open_bar or _quiet_bar
         budget = Budget(seed=spec.seed, max_train_examples=spec.train_limit, workdir=workdir,
-                        batch_size=cfg.batch_size, progress=worker.open_bar)
+                        batch_size=cfg.batch_size, progress=worker.open_bar, cache=getattr(cfg, "cache", True))
         worker.log(f"[bold]{task.name}[/] x [bold]{label}[/] x {model_name} (seed {spec.seed}): "
                    f"{len(examples)} test examples")
         with PeakMemory() as mem_prepare, Stopwatch():

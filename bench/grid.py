@@ -88,15 +88,11 @@ def model_label(entry: Any) -> str:
 
 
 def strategy_resources(name: str) -> dict[str, float]:
-    """What one cell of this strategy asks of a cluster, by the strategy's declaration."""
-    from bench import prepared
+    """What one cell of this strategy asks of a cluster, by the strategy's declaration
+    (`StrategyDef.resources`)."""
     from strategies import STRATEGIES
 
-    declared = getattr(STRATEGIES.load(name), "resources", None) if name in STRATEGIES else None
-    if isinstance(declared, Mapping):
-        return dict(declared)
-    changes = name in prepared.SUPPORTED  # trains weights: its prepare wants the GPU
-    return {"num_cpus": 1, "num_gpus": 1} if changes else {"num_cpus": 1}
+    return dict(STRATEGIES.load(name).resources) if name in STRATEGIES else {"num_cpus": 1}
 
 
 def cell_resources(config, strategy: StrategyEntry) -> dict[str, float]:

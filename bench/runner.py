@@ -21,11 +21,6 @@ from bench.cost import PRICE_TABLE_VERSION
 from bench.execute import recall_at_k, score_rows  # noqa: F401 (their historical home)
 from bench.sink import ResultSink
 
-# What each built-in strategy needs from the backend, until strategies declare it
-# (StrategyDef.needs, seam 3): delete at that merge.
-_NEEDS_TODAY = {"lora": {"trainable"}}
-
-
 def task_facts(task) -> dict:
     """What the manifest records of a task: enough to tell whether its data changed, and
     the train answer frequencies the reports' trivial baselines need."""
@@ -68,8 +63,7 @@ class Runner:
         # A Ray cluster's nodes choose their own device.
         if self.config.executor == "local" and any(spec.backend == "hf" for spec in models):
             resolve_device(self.config.device)
-        needs = {spec.label: set(getattr(STRATEGIES.load(spec.name), "needs", None)
-                                 or _NEEDS_TODAY.get(spec.name, ())) for spec in strategies}
+        needs = {spec.label: set(STRATEGIES.load(spec.name).needs) for spec in strategies}
         check_grid(needs, models)
 
     def run(self) -> Path:

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from bench import jsonl
 from bench.store import RunStore
 
 # Manifest sections that map a name to facts: merged entry by entry across processes.
@@ -130,7 +131,7 @@ class ResultSink:
     def read_manifest(self) -> dict[str, Any]:
         path = self.root / "manifest.json"
         try:
-            data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+            data = jsonl.loads_bounded(path.read_text(encoding="utf-8")) if path.exists() else {}  # untrusted: bounded
         except (OSError, ValueError):
             return {}  # damaged: rebuilt from this run
         return data if isinstance(data, dict) else {}

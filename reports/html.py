@@ -63,7 +63,7 @@ def _facts(cells: pd.DataFrame, rows: pd.DataFrame, labels: dict) -> tuple[list,
     for c in cells.itertuples():
         info = c.info if isinstance(c.info, dict) else {}
         label = labels.get((c.strategy, c.model), str(c.strategy))
-        if c.strategy == "rag" or any(k in info for k in ("index_type", "n_chunks")):
+        if any(k in info for k in ("index_type", "n_chunks")):  # the cell retrieved: its facts say so
             value = recall.get((c.strategy, c.model))
             rag.append({"label": label, "seed": fmt_num(c.seed, "{:.0f}"), "mode": info.get("mode", "–"),
                         "index_type": info.get("index_type", info.get("index", "–")),

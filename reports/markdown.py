@@ -33,6 +33,11 @@ MD_COLUMNS = [
     ("prepare_cost_usd", "prepare $", "usd"),
     ("cost_per_1k_usd", "$ / 1k queries", "usd"),
     ("peak_memory_mb", "memory MB", "{:.0f}"),
+    # Weight-changing cells (reports/training_facts.py): empty for the others.
+    ("forgetting", "forgetting", "{:+.3f}"),
+    ("trainable_params", "trainable", "{:.0f}"),
+    ("train_tokens_per_s", "train tok/s", "{:.0f}"),
+    ("saved_bytes", "saved bytes", "{:.0f}"),
     ("status", "status", None),
 ]
 

@@ -35,6 +35,7 @@ TERMINAL_COLUMNS = [
     ("prompt_tokens_mean", "tok in", "{:.0f}", "right"),
     ("prepare_cost_usd", "prep $", "usd", "right"),
     ("cost_per_1k_usd", "$/1k q", "usd", "right"),
+    ("forgetting", "forget", "{:+.2f}", "right"),  # probe accuracy lost by training (training_facts.py)
 ]
 
 
@@ -80,14 +81,14 @@ def summary_table(summary: pd.DataFrame, title: str | None = None) -> Table:
         cells = []
         for col, _, spec, _ in columns:
             text = Text(score_text(row) if col == "score" else _cell(row.get(col), spec))
-            if row.get("status") == BASELINE:
+            if col == "task" and row["task"] == previous_task:
+                text = Text("")  # the task name once per group reads as a heading
+            elif row.get("status") == BASELINE:
                 text.stylize("dim")  # a reference row: what a strategy must beat
             elif col == "score" and row.get("status") != "ok":
                 text.stylize("red")  # failed, partial or incomplete
             elif col == "score" and idx in best:
                 text.stylize("bold")
-            elif col == "task" and row["task"] == previous_task:
-                text = Text("")  # the task name once per group reads as a heading
             cells.append(text)
         # A rule between tasks keeps each task's rows visually together.
         table.add_row(*cells, end_section=_last_of_task(summary, idx))

@@ -255,6 +255,8 @@ def verdict(rows: pd.DataFrame, labels: dict, metric: str = "score", comparisons
     """The task's verdict line. `latency`: `reports.latency_pairs.latency_comparisons`,
     for paired latency verdicts on the same queries (else p50 intervals decide)."""
     ok = rows[rows["status"] == "ok"]
+    if "sweep_picked" in ok:  # a sweep competes with the setting validation picked, never its test-best one
+        ok = ok[ok["sweep_picked"].isna() | ok["sweep_picked"].astype(object).eq(True)]
     speed = _fastest(ok, labels, latency)
     parts = [_accuracy(ok, labels, comparisons, metric), _baselines(ok, rows, labels, comparisons), speed,
              _flags(ok, labels, speed)]

@@ -15,12 +15,17 @@
     max_new_tokens: 16
 
 Rules:
-- YAML holds data only: `yaml.safe_load`, and unknown keys are rejected by name
+- YAML holds data only (`bench.yamlio`: bounded, no duplicate keys), and unknown keys are rejected by name
   (with a close match, if any) so a typo never silently drops a setting.
 - Every data problem is a `DataError` naming the file, the line and the field, so
   the CLI prints one actionable line, never a traceback.
 - Ids must be unique across all splits (a duplicate is how leakage shows up);
   rows without an id get "<file name>:<line>".
+- Paths stay where the user put them: data files and corpus globs resolve inside the
+  spec's folder (symlinks followed, then checked); an absolute path, a `..` or a
+  symlink leading elsewhere is refused unless that folder is allowed with
+  `bench run --allow-path DIR` (the `ADAPTBENCH_ALLOW_PATHS` variable, `os.pathsep`
+  separated), a choice of the person running the bench, never of the spec.
 - `fields.answers` names a list field of accepted answers (QA): exact match and F1
   take the best over them; without a `target` column the first answer is the target.
   `fields.doc_ids` names the ids of the documents holding the answer (a list, or one
@@ -43,9 +48,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
+from bench import yamlio
 from bench.errors import DataError
+from bench.jsonl import loads_bounded
 from tasks.model import KINDS, METRICS, Document, Example, Task
 from tasks.splits import DEFAULT_RATIOS, check_ratios, mix_order, stratified_split
 
@@ -65,21 +70,10 @@ class _Spec:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DataError("task spec not found", path=path) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
-        try:
-            self.data = yaml.safe_load(text)
-            self.lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise DataError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path,
-                            line=mark.line + 1 if mark else None) from None
-        if not isinstance(self.data, dict):
+        doc = yamlio.load_file(path)  # bounded, duplicate keys refused, data only
+        if not isinstance(doc.data, dict):
             raise DataError("a task spec must be a YAML mapping (key: value lines)", path=path)
+        self.data, self.lines = doc.data, doc.lines
 
     def error(self, key: str, message: str) -> DataError:
         return DataError(message, path=self.path, line=self.lines.get(key), field=key)
@@ -108,16 +102,6 @@ class _Spec:
         return value
 
 
-def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            name = f"{prefix}{key.value}"
-            lines[name] = key.start_mark.line + 1
-            lines.update(_key_lines(value, name + "."))
-    return lines
-
-
 def _utf8(raw: bytes, path: Path, line: int, offset: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -136,9 +120,11 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                row = loads_bounded(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=number) from None
+            except ValueError as exc:  # nested past the limit
+                raise DataError(f"refused: {exc}", path=path, line=number) from None
             if not isinstance(row, dict):
                 raise DataError(f"each line must be a JSON object, got {type(row).__name__}", path=path, line=number)
             yield number, row
@@ -183,6 +169,24 @@ def _field(row: dict, name: str, path: Path, line: int) -> str:
     return str(value).strip()
 
 
+def allowed_roots(spec_dir: Path) -> list[Path]:
+    """The folders a spec may read from: its own, plus those the user allowed."""
+    extra = [Path(p).expanduser().resolve() for p in os.environ.get("ADAPTBENCH_ALLOW_PATHS", "").split(os.pathsep)
+             if p.strip()]
+    return [spec_dir.resolve(), *extra]
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    real = path.resolve()
+    return any(real == root or root in real.parents for root in roots)
+
+
+def _outside_message(shown: str, path: Path, base: Path) -> str:
+    return (f"{shown} resolves to {path.resolve()}, outside the spec's folder {base}; a task spec reads only "
+            "files under its own folder (a symlink or '..' does not change that). Move the file there, or allow "
+            "its folder with `bench run --allow-path DIR`")
+
+
 def _list_field(row: dict, name: str, path: Path, line: int) -> list[str]:
     """A list of non-empty strings from a JSON list, one string, or a CSV cell split on
     `LIST_SEPARATOR` (or holding a JSON list)."""
@@ -194,7 +198,7 @@ def _list_field(row: dict, name: str, path: Path, line: int) -> list[str]:
         text = value.strip()
         if text.startswith("["):
             try:
-                value = json.loads(text)
+                value = loads_bounded(text)
             except ValueError as exc:
                 raise DataError(f"starts with '[' but is not a JSON list ({exc}); write a|b|c or a JSON list",
                                 path=path, line=line, field=name) from None
@@ -217,9 +221,17 @@ def _list_field(row: dict, name: str, path: Path, line: int) -> list[str]:
 
 
 def _resolve(spec: _Spec, key: str, value: Any) -> Path:
-    path = spec.path.parent / spec.text(key, value)
+    text = spec.text(key, value)
+    base = spec.path.parent
+    roots = allowed_roots(base)
+    if Path(text).expanduser().is_absolute() and not _inside(Path(text).expanduser(), roots[1:]):
+        raise spec.error(key, f"absolute path {text!r}: paths are relative to the spec's folder; allow another "
+                         "folder with `bench run --allow-path DIR`")
+    path = base / Path(text).expanduser()
     if not path.is_file():
         raise spec.error(key, f"file not found: {path} (paths are relative to the spec's folder)")
+    if not _inside(path, roots):
+        raise spec.error(key, _outside_message(repr(text), path, base))
     if path.suffix.lower() not in (".jsonl", ".csv"):
         raise spec.error(key, f"{path.name}: use a .jsonl or .csv file")
     return path
@@ -266,10 +278,18 @@ def _read_corpus(spec: _Spec, value: Any) -> list[Document]:
     docs: dict[str, tuple[Document, str]] = {}
     for pattern in patterns:
         pattern = spec.text("corpus", pattern)
-        files = sorted(Path(f) for f in glob.glob(str(spec.path.parent / pattern), recursive=True) if os.path.isfile(f))
+        base = spec.path.parent
+        roots = allowed_roots(base)
+        if Path(pattern).expanduser().is_absolute() and not _inside(Path(pattern).expanduser().parent, roots[1:]):
+            raise spec.error("corpus", f"absolute pattern {pattern!r}: corpus globs are relative to the spec's "
+                             "folder; allow another folder with `bench run --allow-path DIR`")
+        files = sorted(Path(f) for f in glob.glob(str(base / Path(pattern).expanduser()), recursive=True)
+                       if os.path.isfile(f))
         if not files:
             raise spec.error("corpus", f"pattern {pattern!r} matched no files (relative to {spec.path.parent})")
         for path in files:
+            if not _inside(path, roots):
+                raise spec.error("corpus", _outside_message(f"{pattern!r} matched {path}, which", path, base))
             for doc, where in _documents(path, spec.path.parent):
                 if doc.id in docs:
                     raise DataError(f"duplicate document id {doc.id!r}, first seen at {docs[doc.id][1]}",

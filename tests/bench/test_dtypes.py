@@ -44,7 +44,7 @@ def test_config_rejects_an_unknown_dtype():
     from bench.config import RunConfig
 
     assert RunConfig().dtype == "auto" and RunConfig(dtype="bfloat16").dtype == "bfloat16"
-    with pytest.raises(BenchError, match="dtype must be one of"):
+    with pytest.raises(BenchError, match="config.dtype: expected auto, float32 or bfloat16"):
         RunConfig(dtype="fp16")
 
 

@@ -89,3 +89,14 @@ def test_p50_interval_brackets_the_median_and_narrows_with_n():
     _, lo2, hi2 = quantile_ci(large, 50)
     assert (hi2 - lo2) < (hi - lo)
     assert lo2 < np.exp(3) < hi2  # the true median of the lognormal
+
+
+def test_a_cell_probed_alone_says_so_and_records_its_load(toy_task):
+    from bench.latency import probe_cell
+
+    clock, log = Clock(), []
+    strat = Timed("a", clock, lambda who, ex: 0.01, log)
+    out = probe_cell(strat, Artifacts("a", None, None, state={"who": "a"}), toy_task.test, sample=3, warmup=0,
+                     clock=clock)
+    assert out["default"]["interleaved"] is False and out["default"]["n"] == 3
+    assert set(out["default"]["load"]) == {"loadavg_1m_start", "loadavg_1m_end", "cpu_percent", "cpu_count"}

@@ -60,11 +60,12 @@ def test_local_and_ray_give_identical_outputs_and_the_manifest_lists_artifacts_a
 
 
 def test_resume_across_executors_never_reruns_a_finished_cell_nor_duplicates_a_row(cluster):
-    grid = dict(strategies=["prompting", {"name": "prompting", "label": "p2", "shots": 2}], limit=8)
-    whole = outputs(Runner(_config(cluster, "whole", "local", **grid), log=lambda *_: None).run())[0]
+    grid = dict(strategies=["prompting", {"name": "prompting", "label": "p2", "shots": 2}], limit=8,
+                ray={"workers": 1})
     for first, then in (("local", "ray"), ("ray", "local")):
         cfg = _config(cluster, f"{first}-then-{then}", first, **grid)
         run_dir = Runner(cfg, log=lambda *_: None).run()
+        whole = outputs(run_dir)[0]
         # As if the run had died: two cell records lost, one of them with half its rows.
         cells = (run_dir / "cells.jsonl").read_text().splitlines(keepends=True)
         dropped = [json.loads(line)["cell"] for line in cells[2:]]
@@ -130,3 +131,18 @@ def test_a_worker_killed_mid_cell_is_retried_or_recorded_failed(cluster, retries
     else:
         assert cells[cell]["status"] == "failed" and "Ray worker died 1 time(s)" in cells[cell]["error"]
         assert len(RunStore(cfg.run_dir).read_partial(cell)) >= 2  # its chunks wait for a resume
+
+
+def test_the_embedded_model_gives_the_same_cells_locally_and_on_ray(cluster):
+    """SmolLM2-135M (the embedded default), tiny limits: prompting and a 1-step LoRA."""
+    over = dict(limit=3, strategies=["prompting", {"name": "lora", "max_steps": 1, "batch_size": 2,
+                                                   "max_length": 64, "max_val_examples": 0}],
+                models=["smollm2-135m"], latency_sample=0, warmup=0, ray={"workers": 1})
+    runs = []
+    for executor in ("local", "ray"):
+        cfg = _config(cluster, f"embedded-{executor}", executor, **over)
+        cfg.tasks = cfg.tasks[:1]
+        runs.append(outputs(Runner(cfg, log=lambda *_: None).run()))
+    (rows_l, cells_l), (rows_r, cells_r) = runs
+    assert len(rows_l) == 2 * 3 and all(c["status"] == "ok" for c in cells_l.values())
+    assert rows_r == rows_l and cells_r == cells_l

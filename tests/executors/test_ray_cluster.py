@@ -93,3 +93,40 @@ def test_bench_run_joins_a_cluster_of_two_nodes_started_with_ray_start(tmp_path)
     assert [c["status"] for c in cells] == ["ok", "ok"] and manifest["finished_at"]
     assert all(manifest["cells"][c["cell"]]["hardware"]["node"] for c in cells)
     assert env["RAY_AUTH_TOKEN"] not in (run_dir / "manifest.json").read_text()
+
+
+def test_ctrl_c_stops_the_workers_and_leaves_a_folder_that_resumes(tmp_path):
+    """SIGINT to `bench run --executor ray` mid-cell: exit 130, the actors are gone, the
+    chunks received are kept; `--resume` (here on the local executor) finishes the rest."""
+    cfg = small_grid(tmp_path, limit=12, qa_tokens=32,
+                     strategies=["prompting", {"name": "prompting", "label": "p2", "shots": 2}])
+    cfg.update(tasks=cfg["tasks"][1:], executor="ray", ray={"num_cpus": 2, "object_store_memory": 100 * 2**20})
+    (tmp_path / "run.json").write_text(json.dumps(cfg))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    run_dir = tmp_path / "runs" / "stopped"
+    cli = [sys.executable, "-m", "bench.cli", "run"]
+    proc = subprocess.Popen(cli + [str(tmp_path / "run.json"), "--out", str(tmp_path / "runs"), "--name", "stopped"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline, pids = time.monotonic() + 240, set()
+    while time.monotonic() < deadline and proc.poll() is None:
+        events = read_jsonl(run_dir / "events.jsonl") if (run_dir / "events.jsonl").exists() else []
+        chunks = [e for e in events if e["event"] == "predict"]
+        if len(chunks) >= 2:
+            pids = {e["pid"] for e in events}
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err
+    time.sleep(2)
+    assert pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids)  # no worker left behind
+    assert not json.loads((run_dir / "manifest.json").read_text()).get("finished_at")
+    again = subprocess.run(cli + ["--resume", str(run_dir), "--executor", "local"], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    raw = [(r["cell"], r["example_id"]) for r in read_jsonl(run_dir / "rows.jsonl")]
+    assert len(raw) == len(set(raw)) == 2 * 12
+    cells = read_jsonl(run_dir / "cells.jsonl")
+    assert all(c["status"] == "ok" for c in cells) and sum(c["resumed_n"] for c in cells) >= 2
