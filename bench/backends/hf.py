@@ -95,7 +95,12 @@ class HFBackend:
         return replace(self, model=torch_model, fingerprint=fingerprint)
 
     def _prefix(self, seqs: list[list[int]]) -> PrefixKV | None:
-        return self._prefixes.find(self.model, seqs) if self.prefix_cache and seqs else None
+        # Only a plain causal LM (LoRA-wrapped included): a prompt-learning model prepends
+        # its virtual tokens inside every forward pass, so a cached prefix would lack them.
+        prompt_learning = getattr(getattr(self.model, "active_peft_config", None), "is_prompt_learning", False)
+        if not self.prefix_cache or not seqs or prompt_learning or getattr(self.model, "config", None) is None:
+            return None
+        return self._prefixes.find(self.model, seqs)
 
     def _fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
         # Keep the end of an over-long prompt: that is where the question and the

@@ -56,3 +56,15 @@ def test_a_changed_model_does_not_reuse_a_prefix(tiny, shot_prompts):
     assert other._prefixes.find(other.model, seqs[:1]) is None  # a fresh memo per backend
     assert cached._prefixes.find(other.model, seqs[:1]) is None  # keyed by the model too
     assert cached._prefixes.find(cached.model, seqs[:1]) is kv
+
+
+def test_a_model_that_prepends_virtual_tokens_gets_no_prefix(tiny, shot_prompts):
+    class Wrapped:  # like a soft-prompt wrapper: no config, its own forward
+        def __init__(self, inner):
+            self.inner = inner
+
+        def parameters(self):
+            return self.inner.parameters()
+
+    cached = dataclasses.replace(tiny, model=Wrapped(tiny.model))
+    assert cached._prefix([cached.encode(p) for p in shot_prompts]) is None
