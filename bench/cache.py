@@ -1,8 +1,8 @@
 """The content-addressed cache of expensive artifacts, under `bench.paths.cache_root()`.
 
 Kinds (one folder each): `models/` (GGUF converted to safetensors), `indexes/` (FAISS
-indexes with their chunk maps), `adapters/` (trained LoRA adapters with the facts of
-their training), `predictions/` (one checksummed JSONL file per prediction context,
+indexes with their chunk maps), `prepared/` (trained adapters and checkpoints with the
+facts of their training, bench/prepared.py), `predictions/` (one checksummed JSONL file per prediction context,
 one line per example).
 
 Rules:
@@ -32,7 +32,7 @@ from typing import Any, Iterable, Mapping
 from bench import jsonl
 from bench.paths import cache_dir, cache_root
 
-KINDS = ("models", "indexes", "adapters", "predictions")
+KINDS = ("models", "indexes", "prepared", "predictions")
 
 
 def content_key(parts: Mapping[str, Any], length: int = 24) -> str:

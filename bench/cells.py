@@ -19,11 +19,7 @@ from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, Callable, Sequence
 
 from bench.cache import PredictionCache, code_version, content_key, prediction_from
-from bench.config import PREDICT_BATCH
 
-# Code that shapes predictions, besides the strategy's own module.
-_SHARED_CODE = ("strategies.prompts",)  # and the backend's module (prediction_key)
-_EXTRA_CODE = {"rag": ("bench.embedder",), "lora": ("strategies.lora_data",)}
 # Options that change where things are kept, not what is predicted.
 _NOT_IN_KEY = {"cache"}
 
@@ -35,17 +31,17 @@ def strategy_config(strategy, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k not in _NOT_IN_KEY}
 
 
-def prepare_config(strategy_name: str, strategy, options: dict[str, Any]) -> dict[str, Any]:
+def prepare_config(definition, strategy, options: dict[str, Any]) -> dict[str, Any]:
     """`strategy_config` less the prediction batch, which shapes no prepared artifact:
     a run at another --batch-size reuses the adapter."""
-    batch_key = PREDICT_BATCH.get(strategy_name)
-    return {k: v for k, v in strategy_config(strategy, dict(options)).items() if k != batch_key}
+    return {k: v for k, v in strategy_config(strategy, dict(options)).items() if k != definition.predict_batch}
 
 
-def prediction_key(strategy_name: str, module: str, config: dict[str, Any], handle, task_fingerprint: str,
+def prediction_key(definition, config: dict[str, Any], handle, task_fingerprint: str,
                    seed: int, train_limit: int | None, batch_size: int) -> str:
-    code = code_version(module, *_backend_code(handle), *_SHARED_CODE, *_EXTRA_CODE.get(strategy_name, ()))
-    return content_key({"kind": "predictions", "strategy": strategy_name, "config": config,
+    """The definition's code modules (all that shape its answers) and the backend's."""
+    code = code_version(*definition.code, *_backend_code(handle))
+    return content_key({"kind": "predictions", "strategy": definition.name, "config": config,
                         "model": handle.fingerprint, "device": str(handle.device),
                         "dtype": (handle.extra or {}).get("dtype"), "max_context": handle.max_context,
                         "task": task_fingerprint, "seed": seed, "train_limit": train_limit,
@@ -82,11 +78,10 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 class CellPredictor:
-    def __init__(self, strategy, artifacts, strategy_name: str, rebuild: Callable[[dict[str, Any]], Any],
-                 options: dict[str, Any], stats: PredictStats) -> None:
-        self.strategy, self.artifacts, self.name = strategy, artifacts, strategy_name
-        self.rebuild, self.options, self.stats = rebuild, dict(options), stats
-        key = PREDICT_BATCH.get(strategy_name)
+    def __init__(self, strategy, artifacts, definition, options: dict[str, Any], stats: PredictStats) -> None:
+        self.strategy, self.artifacts, self.name = strategy, artifacts, definition.name
+        self.rebuild, self.options, self.stats = definition.build, dict(options), stats
+        key = definition.predict_batch
         self.batch_key = key
         self.batch = getattr(getattr(strategy, "config", None), key, None) if key else None
 
@@ -160,43 +155,47 @@ def predict_cell(predictor: CellPredictor, examples: Sequence[Any], score: Calla
     return [rows[ex.id] for ex in examples]
 
 
-# -- glue for the runner's `_run_cell` ---------------------------------------------------
-def prepare_cell(store, cfg, cell: str, task, spec, strategy, handle, seed: int, budget) -> tuple[Any, dict]:
+# -- glue for `bench.execute` ----------------------------------------------------------
+def prepare_cell(channel, cfg, spec, task, strategy, handle, budget) -> tuple[Any, dict]:
     """`strategy.prepare`, or its cached result. The facts say whether it was cached;
     `prepare_s` is then the original training time, never the time of the hit."""
     from bench import prepared
+    from strategies import definition as definition_of
 
+    entry, seed = spec.strategy, spec.seed
+    definition = definition_of(entry.name)
     key = None
     if getattr(cfg, "cache", True):
-        key = prepared.prepare_key(spec.name, prepare_config(spec.name, strategy, spec.options),
-                                   handle.fingerprint, task.fingerprint(), seed, cfg.train_limit,
-                                   str(handle.device))
-        hit = prepared.load(key, task, handle, budget.workdir) if key else None
+        key = prepared.prepare_key(definition, prepare_config(definition, strategy, entry.options),
+                                   handle.fingerprint, task.fingerprint(), seed, spec.train_limit,
+                                   str(handle.device), _backend_code(handle))
+        hit = prepared.load(key, definition, task, handle, budget.workdir) if key else None
         if hit is not None:
             return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False}
-    store.append_event("prepare", cell=cell)
+    channel.event("prepare", cell=spec.cell)
     t0 = time.perf_counter()
     artifacts = strategy.prepare(task, handle, budget)  # a NaN loss raises here: nothing is cached
     seconds = time.perf_counter() - t0
-    saved = bool(key) and prepared.save(key, artifacts, seconds) is not None
+    saved = bool(key) and prepared.save(key, definition, artifacts, seconds) is not None
     return artifacts, {"prepare_cached": False, "prepare_s": seconds, "prepare_key": key, "saved": saved}
 
 
-def predict_rows(store, cfg, cell: str, task, spec, strategy, artifacts, handle, seed: int, examples,
+def predict_rows(channel, cfg, spec, task, strategy, artifacts, handle, examples, stored: list[dict],
                  score: Callable[[list, list], list[dict]], progress=None) -> tuple[list[dict], PredictStats, str]:
-    """Scored rows of the cell, resuming from its checkpoint and the prediction cache."""
-    from strategies import STRATEGIES
+    """Scored rows of the cell, resuming from `stored` (its rows and checkpoint in the
+    run folder) and the prediction cache. Each chunk's rows go out through `channel`."""
+    from strategies import definition as definition_of
 
-    config = strategy_config(strategy, dict(spec.options))
-    digest = prediction_key(spec.name, type(strategy).__module__, config, handle, task.fingerprint(), seed,
-                            cfg.train_limit, cfg.batch_size)
+    entry, cell = spec.strategy, spec.cell
+    definition = definition_of(entry.name)
+    config = strategy_config(strategy, dict(entry.options))
+    digest = prediction_key(definition, config, handle, task.fingerprint(), spec.seed, spec.train_limit,
+                            cfg.batch_size)
     ids = {ex.id for ex in examples}
-    stored = [r for r in store.read_rows() if r.get("cell") == cell] + store.read_partial(cell)
     done = {r["example_id"]: r for r in stored if r.get("pred_digest") == digest and r.get("example_id") in ids}
     cache = PredictionCache(digest) if getattr(cfg, "cache", True) else None
     stats = PredictStats()
-    builder = STRATEGIES.load(spec.name) if spec.name in STRATEGIES else (lambda options: strategy)
-    predictor = CellPredictor(strategy, artifacts, spec.name, builder, dict(spec.options), stats)
+    predictor = CellPredictor(strategy, artifacts, definition, dict(entry.options), stats)
 
     def scored(exs, preds):
         rows = score(exs, preds)
@@ -204,17 +203,15 @@ def predict_rows(store, cfg, cell: str, task, spec, strategy, artifacts, handle,
             row["pred_digest"] = digest
         return rows
 
-    rows = predict_cell(predictor, examples, scored, done, cache, lambda rs: store.append_partial(cell, rs),
-                        lambda chunk_ids: store.append_event("predict", cell=cell, ids=chunk_ids),
+    rows = predict_cell(predictor, examples, scored, done, cache, lambda rs: channel.chunk(cell, rs),
+                        lambda chunk_ids: channel.event("predict", cell=cell, ids=chunk_ids),
                         max(1, getattr(cfg, "checkpoint_every", 32)), progress)
     if cache is not None and cache.damaged:
         stats.notes.append(f"prediction cache: {cache.damaged} damaged line(s) skipped and recomputed")
     return rows, stats, digest
 
 
-def finish_cell(store, cfg, cell: str, rows: list[dict], digest: str) -> None:
-    """After the cell's record is safely appended: fill the prediction cache (ok cells
-    only) and drop the checkpoint."""
+def finish_cell(cfg, rows: list[dict], digest: str) -> None:
+    """An ok cell's predictions into this node's prediction cache."""
     if getattr(cfg, "cache", True):
         PredictionCache(digest).put(rows)
-    store.clear_partial(cell)

@@ -40,14 +40,26 @@ def _parser() -> argparse.ArgumentParser:
                    help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
+    r.add_argument("--allow-path", action="append", default=[], metavar="DIR",
+                   help="a folder task specs may read data and corpus files from, besides their own (repeatable)")
     r.add_argument("--resume", metavar="RUN", help="continue the run folder RUN (a path, or a name under --out) "
-                   "with its stored config; only --device and --no-cache may be given with it")
+                   "with its stored config; --device, --no-cache, --executor and --ray-address may be given "
+                   "with it, and what reaches outside the folder (task spec paths, model paths, "
+                   "--trust-remote-code) must be confirmed with --tasks, --model and --trust-remote-code")
     r.add_argument("--no-cache", action="store_true", help="neither read nor write cached adapters and "
                    "predictions (converted models stay cached)")
+    r.add_argument("--executor", choices=["local", "ray"],
+                   help="who runs the cells: local (this process, default) or ray (README, 'Scale out')")
+    r.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="with --executor ray: the cluster to join (default: start one on this machine)")
 
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
     rep.add_argument("run_dir")
+
+    pl = sub.add_parser("plan", help="per task, the test examples a decisive run needs (80%% power) and how long "
+                        "it would take at the run's measured throughput")
+    pl.add_argument("run_dir")
 
     a = sub.add_parser("assets", help="fetch or list the embedded model and data assets")
     a.add_argument("action", choices=["fetch", "list"])
@@ -85,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, object]]:
-    import yaml
+    from bench import redact, yamlio
 
     out: dict[str, dict[str, object]] = {}
     for item in items:
@@ -93,21 +105,26 @@ def _parse_sets(items: Sequence[str]) -> dict[str, dict[str, object]]:
         strategy, dot, option = key.partition(".")
         if not sep or not dot or not option:
             raise BenchError(f"--set {item!r}: expected STRATEGY.OPTION=VALUE, e.g. lora.max_steps=40")
-        out.setdefault(strategy, {})[option] = yaml.safe_load(value)
+        if redact.is_secret_name(option):
+            redact.add_secret(value)  # masked everywhere from here on, the recorded command line included
+        out.setdefault(strategy, {})[option] = yamlio.load_text(value, f"--set {key}").data
     return out
 
 
 def _resume_config(args):
-    """The config stored in RUN/manifest.json, pointed at RUN."""
-    import json
+    """The config stored in RUN/manifest.json, pointed at RUN. A run folder is untrusted
+    input (a colleague's, a CI artifact): what it would run or read outside itself
+    (task specs, model paths, a model's own code) is used only when the command line
+    says the same (`bench.resume_check`)."""
     from pathlib import Path
 
     from bench.config import RunConfig
     from bench.options import config_from
     from bench.redact import MASK
+    from bench.resume_check import check_stored, read_stored
 
-    given = [f for f in ("config", "tasks", "strategies", "model", "limit", "train_limit", "name", "seed",
-                         "batch_size", "trust_remote_code") if getattr(args, f) not in (None, [], False)]
+    given = [f for f in ("config", "strategies", "limit", "train_limit", "name", "seed", "batch_size")
+             if getattr(args, f) not in (None, [], False)]
     if given or args.set:
         raise BenchError(f"--resume continues a run with its stored config; drop {', '.join(given) or '--set'} "
                          "(or start a new run)")
@@ -117,37 +134,63 @@ def _resume_config(args):
     manifest = run_dir / "manifest.json"
     if not manifest.is_file():
         raise BenchError(f"--resume {args.resume}: no run folder with a manifest.json at {run_dir}")
-    try:
-        stored = json.loads(manifest.read_text(encoding="utf-8"))["config"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise BenchError(f"{manifest} is damaged ({exc}); start the run again with its config") from None
-    if MASK in json.dumps(stored):
+    stored = read_stored(manifest)
+    if MASK in str(stored):
         raise BenchError(f"{manifest}: the stored config holds redacted secrets; re-run with the config file")
+    check_stored(stored, run_dir, tasks=_csv(args.tasks), models=_csv(args.model),
+                 trust_remote_code=bool(args.trust_remote_code))
     stored.update(out=str(run_dir.parent), name=run_dir.name)
     if args.device:
         stored["device"] = args.device
     return config_from(RunConfig, stored, str(manifest))
 
 
+def _console():
+    """The console, with secret values masked in whatever it prints."""
+    from rich.console import Console
+
+    from bench.redact import MaskedStream
+
+    return Console(file=MaskedStream(sys.stdout))
+
+
 def _no_cache(cfg) -> None:
-    cfg.cache = False
-    cfg.strategy_options.setdefault("rag", {})["cache"] = False  # RAG keeps its own index cache
+    cfg.cache = False  # reaches strategies' own caches (RAG's indexes) through Budget.cache
 
 
 def cmd_run(args) -> int:
-    from rich.console import Console
-
-    from bench.runner import run
+    from bench.runner import Runner
     from reports import render_run
 
+    if args.allow_path:  # read by tasks.user_spec wherever a task is loaded (a worker process too)
+        os.environ["ADAPTBENCH_ALLOW_PATHS"] = os.pathsep.join(
+            [p for p in os.environ.get("ADAPTBENCH_ALLOW_PATHS", "").split(os.pathsep) if p] + args.allow_path)
     cfg = _resume_config(args) if args.resume else _config_from_flags(args)
     if args.no_cache:
         _no_cache(cfg)
-    console = Console()
-    run_dir = run(cfg, console)
+    _executor_flags(cfg, args)
+    console = _console()
+    runner = Runner(cfg, console)
+    run_dir = runner.run()
     render_run(run_dir, console=console)
     console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
+    if runner.unfinished:
+        print(f"error: {len(runner.unfinished)} cell(s) of this grid are unfinished (another process is running "
+              "them, or their worker was lost); the run is not marked finished. Run the same command again, "
+              f"or `bench run --resume {run_dir}`, once they are free.", file=sys.stderr)
+        return 4
     return 0
+
+
+def _executor_flags(cfg, args) -> None:
+    """--executor and --ray-address apply to new and resumed runs alike (a run started
+    locally may continue on a Ray cluster, and the other way round)."""
+    if args.executor:
+        cfg.executor = args.executor
+    if args.ray_address:
+        if cfg.executor != "ray":
+            raise BenchError("--ray-address needs --executor ray (or executor: ray in the config)")
+        cfg.ray = {**cfg.ray, "address": args.ray_address}
 
 
 def _config_from_flags(args):
@@ -178,11 +221,16 @@ def cmd_tasks(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from rich.console import Console
-
     from reports import render_run
 
-    render_run(args.run_dir, console=Console())
+    render_run(args.run_dir, console=_console())
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from reports.planning import plan_text
+
+    print(plan_text(args.run_dir))
     return 0
 
 
@@ -219,13 +267,11 @@ def cmd_cache(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from rich.console import Console
-
     from reports.compare_out import run_compare
     from reports.regression import Thresholds
 
     th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
-    result, _ = run_compare(args.baseline, args.new, args.out, th, Console())
+    result, _ = run_compare(args.baseline, args.new, args.out, th, _console())
     return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
 
 
@@ -245,9 +291,7 @@ def cmd_baseline(args) -> int:
 
 
 def cmd_perf(args) -> int:
-    from rich.console import Console
-
-    console = Console()
+    console = _console()
     if args.gpu:
         from bench.perf_gpu import run_gpu_suite
 
@@ -271,13 +315,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
                 "cache": cmd_cache, "perf": cmd_perf}
-    handlers.update(compare=cmd_compare, baseline=cmd_baseline)
+    handlers.update(compare=cmd_compare, baseline=cmd_baseline, plan=cmd_plan)
     if args.command is None:
         _parser().print_help()
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    from bench.errors import DataWarning
+
+    shown: set[str] = set()  # a task is loaded by the planner and by its cells: say each thing once
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, DataWarning):
+            from bench.redact import redact_text
+
+            if str(message) not in shown:
+                shown.add(str(message))
+                print(f"warning: {redact_text(str(message))}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest, **kw)
+
+    with warnings.catch_warnings():  # restores the default display after this command
+        default_show, warnings.showwarning = warnings.showwarning, show
+        warnings.simplefilter("always", DataWarning)
+        return _handle(handlers[args.command], args)
+
+
+def _handle(handler, args) -> int:
     try:
-        return handlers[args.command](args)
+        return handler(args)
     except BenchError as exc:
         from bench.redact import redact_text
 

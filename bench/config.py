@@ -16,12 +16,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from bench.errors import BenchError
+from bench.errors import BenchError, DataError
 from bench.models import DEFAULT_MODEL
 from bench.options import config_from
 
 DEFAULT_TASKS = ("rotten-tomatoes", "bbc-news", "squad", "product-facts")
 DEFAULT_STRATEGIES = ("prompting", "rag", "lora")
+
+
+class FieldError(BenchError):
+    """A bad config value; `make_config` adds the file and line of `field`."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"config.{field}: {message}")
+        self.field, self.message = field, message
 
 
 @dataclass(frozen=True)
@@ -38,8 +46,10 @@ class StrategySpec:
             entry = dict(entry)
             if "name" not in entry:
                 raise BenchError(f"{where}: a strategy mapping needs a 'name' key, got {sorted(entry)}")
-            name = str(entry.pop("name"))
-            label = str(entry.pop("label", name))
+            name = entry.pop("name")
+            label = entry.pop("label", name)
+            if not isinstance(name, str) or not isinstance(label, str):
+                raise BenchError(f"{where}: 'name' and 'label' must be text, got {name!r} and {label!r}")
             return cls(name, label, entry)
         raise BenchError(f"{where}: a strategy is a name or a mapping with 'name', got {entry!r}")
 
@@ -72,57 +82,84 @@ class RunConfig:
     # Pricing: {hardware: <bench.cost key>, usd_per_hour: float, monthly_volumes: [int],
     # api_model: <bench.cost API_PRICES key>}; all optional, defaults from bench.cost.
     cost: dict[str, Any] = field(default_factory=dict)
+    # Who runs the cells: local (this process) or ray (bench/executors/ray.py, options
+    # under `ray:`); `resources:` per strategy name or label, e.g. {lora: {num_gpus: 1}}.
+    executor: str = "local"
+    ray: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
             value = getattr(self, key)
-            if isinstance(value, (str, int)):
-                value = [value]
-            if not value:
-                raise BenchError(f"config: '{key}' is empty; give at least one")
-            setattr(self, key, list(value))
-        self.seeds = [int(s) for s in self.seeds]
+            if isinstance(value, (str, int, Mapping)) and not isinstance(value, bool):
+                setattr(self, key, [value])
+        check_fields(self.__dict__)
+        for key in ("tasks", "strategies", "models", "seeds"):
+            if not getattr(self, key):
+                raise FieldError(key, "is empty; give at least one")
+            setattr(self, key, list(getattr(self, key)))
         if self.limit is not None and self.limit < 1:
-            raise BenchError(f"config: limit must be >= 1 (or null for all), got {self.limit}")
+            raise FieldError("limit", f"must be >= 1 (or null for all), got {self.limit}")
         if self.train_limit is not None and self.train_limit < 1:
-            raise BenchError(f"config: train_limit must be >= 1 (or null), got {self.train_limit}")
+            raise FieldError("train_limit", f"must be >= 1 (or null), got {self.train_limit}")
         if self.batch_size < 1:
-            raise BenchError(f"config: batch_size must be >= 1, got {self.batch_size}")
-        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) \
-                or self.checkpoint_every < 1:
-            raise BenchError(f"config: checkpoint_every must be an integer >= 1, got {self.checkpoint_every!r}")
+            raise FieldError("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.checkpoint_every < 1:
+            raise FieldError("checkpoint_every", f"must be an integer >= 1, got {self.checkpoint_every!r}")
         if self.latency_sample < 0 or self.warmup < 0:
-            raise BenchError(f"config: latency_sample and warmup must be >= 0, got {self.latency_sample} "
+            raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
+        if self.executor not in ("local", "ray"):
+            raise BenchError(f"config: executor must be local or ray, got {self.executor!r}")
+        if not isinstance(self.ray, Mapping) or not isinstance(self.resources, Mapping):
+            raise BenchError("config: 'ray' and 'resources' must be mappings (see README, 'Scale out')")
         if self.name is None:
             self.name = _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
         from bench.store import safe_name
 
         if safe_name(self.name) != self.name:
-            raise BenchError(f"config: run name {self.name!r} may hold only letters, digits, '-', '_' and '.'")
+            raise FieldError("name", f"run name {self.name!r} may hold only letters, digits, '-', '_' and '.'")
+        from bench import redact
+
+        redact.collect(self.__dict__)  # secret-named options: their values are masked from now on
+        _check_strategy_options(self.strategy_options)
         models = [m.label for m in self.model_specs()]
         dupes = sorted({x for x in models if models.count(x) > 1})
         if dupes:
-            raise BenchError(f"config: model label(s) {dupes} appear twice; give each entry its own 'label'")
+            raise FieldError("models", f"model label(s) {dupes} appear twice; give each entry its own 'label'")
         specs = self.strategy_specs()
         labels = [s.label for s in specs]
         dupes = sorted({x for x in labels if labels.count(x) > 1})
         if dupes:
-            raise BenchError(f"config: strategy label(s) {dupes} appear twice; give each entry its own 'label'")
+            raise FieldError("strategies", f"strategy label(s) {dupes} appear twice; give each entry its own 'label'")
+        from bench.names import check_grid
+
+        check_grid(self)
 
     def strategy_specs(self) -> list[StrategySpec]:
         """Each strategy entry with its options: the run's `batch_size` as its prediction
-        batch, then `strategy_options`, then the entry's own (the most specific wins)."""
-        specs = [StrategySpec.parse(e, f"config.strategies[{i}]") for i, e in enumerate(self.strategies)]
+        batch, then `strategy_options`, then the entry's own (the most specific wins);
+        sweeps expanded (bench/sweeps.py)."""
+        from strategies import STRATEGIES
+
+        specs = []
+        for i, entry in enumerate(self.strategies):
+            try:
+                specs.append(StrategySpec.parse(entry, "strategy entry"))
+            except BenchError as exc:
+                raise FieldError(f"strategies[{i}]", str(exc).removeprefix("strategy entry: ")) from None
         merged = []
         for spec in specs:
-            key = PREDICT_BATCH.get(spec.name)
+            # The strategy's own definition names its prediction batch option (unknown names fail later, clearly).
+            key = STRATEGIES.load(spec.name).predict_batch if spec.name in STRATEGIES else None
             shared = {key: self.batch_size} if key else {}
             shared.update(self.strategy_options.get(spec.name, {}))
             shared.update(spec.options)
             merged.append(StrategySpec(spec.name, spec.label, shared))
-        return merged
+        from bench.sweeps import expand  # a list of numbers for a training option: one entry per value
+
+        return expand(merged, lambda name: name in STRATEGIES and STRATEGIES.load(name).changes_weights)
 
     def model_specs(self) -> list:
         from bench.backends import ModelSpec
@@ -137,8 +174,6 @@ class RunConfig:
         return asdict(self)
 
 
-# The option holding each built-in strategy's prediction batch size (what an OOM halves).
-PREDICT_BATCH = {"prompting": "batch_size", "rag": "batch_size", "lora": "predict_batch_size"}
 COST_KEYS = ("hardware", "usd_per_hour", "monthly_volumes", "api_model")
 
 
@@ -146,45 +181,123 @@ def _check_cost(cost: Any) -> None:
     from bench.cost import API_PRICES, HARDWARE_PRICES
 
     if not isinstance(cost, Mapping):
-        raise BenchError(f"config.cost: expected a mapping with keys {list(COST_KEYS)}, got {cost!r}")
+        raise FieldError("cost", f"expected a mapping with keys {list(COST_KEYS)}, got {cost!r}")
     unknown = sorted(set(cost) - set(COST_KEYS))
     if unknown:
-        raise BenchError(f"config.cost: unknown key(s) {unknown}; known: {list(COST_KEYS)}")
+        raise FieldError(f"cost.{unknown[0]}", f"unknown key(s) {unknown}; known: {list(COST_KEYS)}")
     hw, price = cost.get("hardware"), cost.get("usd_per_hour")
     if hw is not None and hw not in HARDWARE_PRICES:
-        raise BenchError(f"config.cost.hardware: {hw!r} is not in the price table; known: {sorted(HARDWARE_PRICES)}")
+        raise FieldError("cost.hardware", f"{hw!r} is not in the price table; known: {sorted(HARDWARE_PRICES)}")
     if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0):
-        raise BenchError(f"config.cost.usd_per_hour: expected a number >= 0, got {price!r}")
+        raise FieldError("cost.usd_per_hour", f"expected a number >= 0, got {price!r}")
     vols = cost.get("monthly_volumes")
     if vols is not None and (not isinstance(vols, list) or not vols
                              or any(isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 for v in vols)):
-        raise BenchError(f"config.cost.monthly_volumes: expected a list of query counts >= 0, got {vols!r}")
+        raise FieldError("cost.monthly_volumes", f"expected a list of query counts >= 0, got {vols!r}")
     api = cost.get("api_model")
     if api is not None and api not in API_PRICES:
-        raise BenchError(f"config.cost.api_model: {api!r} is not in the API price table; known: {sorted(API_PRICES)}")
+        raise FieldError("cost.api_model", f"{api!r} is not in the API price table; known: {sorted(API_PRICES)}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _list_of(ok: Any, what: str):
+    def check(value: Any) -> str | None:
+        if not isinstance(value, list):
+            return f"expected a list of {what}, got {type(value).__name__} {value!r}"
+        bad = next((i for i, v in enumerate(value) if not ok(v)), None)
+        return None if bad is None else f"[{bad}]: expected {what}, got {type(value[bad]).__name__} {value[bad]!r}"
+    return check
+
+
+def _scalar(ok: Any, what: str):
+    return lambda value: None if ok(value) else f"expected {what}, got {type(value).__name__} {value!r}"
+
+
+_text = lambda v: isinstance(v, str) and bool(v.strip())  # noqa: E731
+_entry = lambda v: _text(v) or isinstance(v, Mapping)  # noqa: E731 (a model mapping's keys: bench.backends)
+FIELD_CHECKS = {
+    "tasks": _list_of(_text, "a task name or task YAML path"),
+    "strategies": _list_of(_entry, "a strategy name or a mapping with 'name'"),
+    "models": _list_of(_entry, "a model spec (alias, HF id, folder, .gguf) or a backend mapping"),
+    "seeds": _list_of(_is_int, "an integer seed"),
+    "limit": _scalar(lambda v: v is None or _is_int(v), "an integer or null"),
+    "train_limit": _scalar(lambda v: v is None or _is_int(v), "an integer or null"),
+    "name": _scalar(lambda v: v is None or _text(v), "a run name (text)"),
+    "out": _scalar(_text, "a folder path (text)"),
+    "device": _scalar(_text, "auto, cpu or cuda"),
+    "strategy_options": _scalar(lambda v: isinstance(v, Mapping), "a mapping {strategy: {option: value}}"),
+    "cost": _scalar(lambda v: isinstance(v, Mapping), f"a mapping with keys {list(COST_KEYS)}"),
+    "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
+    "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
+    **{k: _scalar(_is_int, "an integer") for k in ("data_seed", "batch_size", "max_context", "checkpoint_every",
+                                                   "latency_sample", "warmup")},
+}
+
+
+def check_fields(values: Mapping[str, Any]) -> None:
+    """Each known field's type; the first problem is a FieldError naming the field (and item)."""
+    for key, check in FIELD_CHECKS.items():
+        if key in values:
+            problem = check(values[key])
+            if problem:
+                index, _, rest = problem.partition("]: ") if problem.startswith("[") else ("", "", problem)
+                raise FieldError(f"{key}{index}]" if index else key, rest)
+
+
+def _check_strategy_options(options: Mapping[str, Any]) -> None:
+    from strategies import STRATEGIES
+
+    for name, opts in options.items():
+        if name not in STRATEGIES:
+            import difflib
+
+            close = difflib.get_close_matches(str(name), STRATEGIES.names(), 1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise FieldError(f"strategy_options.{name}", f"unknown strategy {name!r}{hint}; known: "
+                             f"{', '.join(STRATEGIES.names())}")
+        if not isinstance(opts, Mapping):
+            raise FieldError(f"strategy_options.{name}", f"expected a mapping of options, got {opts!r}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    import yaml
+    return _load_doc(path).data
+
+
+def _load_doc(path: str | Path):
+    from bench import yamlio
 
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise BenchError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise BenchError(f"{path}: the top level must be a mapping of config keys")
-    return data
+    doc = yamlio.load_file(path)
+    if doc.data is None:
+        doc.data = {}
+    if not isinstance(doc.data, dict):
+        raise DataError("the top level must be a mapping of config keys", path=path, line=1)
+    return doc
 
 
 def make_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
-    """YAML first, then every override that is not None (the CLI's flags)."""
-    data = load_yaml(yaml_path) if yaml_path else {}
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    return config_from(RunConfig, data, str(yaml_path) if yaml_path else "config")
+    """YAML first, then every override that is not None (the CLI's flags). A bad value
+    from the file is reported as file:line: field."""
+    doc = _load_doc(yaml_path) if yaml_path else None
+    data = dict(doc.data) if doc else {}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    data.update(given)
+    known = set(RunConfig.__dataclass_fields__)
+    unknown = [k for k in data if k not in known]
+    if doc is not None and unknown and unknown[0] not in given:
+        import difflib
+
+        close = difflib.get_close_matches(str(unknown[0]), known, 1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise doc.error(str(unknown[0]), f"unknown option(s) {unknown[0]}{hint}; known: {', '.join(sorted(known))}")
+    try:
+        return config_from(RunConfig, data, str(yaml_path) if yaml_path else "config")
+    except FieldError as exc:
+        if doc is None or exc.field.split(".")[0].split("[")[0] in given:
+            raise
+        raise doc.error(exc.field, exc.message) from None

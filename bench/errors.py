@@ -20,3 +20,8 @@ class DataError(BenchError):
             where.append(f"field {field!r}")
         super().__init__(f"{': '.join(where)}: {message}" if where else message)
         self.path, self.line, self.field = path, line, field
+
+
+class DataWarning(UserWarning):
+    """Data that loads but can mislead (one class in train, labels equal up to case);
+    the CLI prints it as one `warning:` line and goes on."""

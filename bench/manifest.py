@@ -24,7 +24,7 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -37,7 +37,7 @@ def _cpu_model() -> str:
 def hardware() -> dict[str, Any]:
     import psutil
 
-    info: dict[str, Any] = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+    info: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
                             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                             "platform": platform.platform(), "python": sys.version.split()[0]}
     try:

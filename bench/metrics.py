@@ -55,3 +55,16 @@ def score_example(metric: str, prediction: str, answers: Sequence[str]) -> dict[
         return {"score": accuracy(prediction, answers)}
     em, f1 = exact_match(prediction, answers), token_f1(prediction, answers)
     return {"score": em if metric == "exact_match" else f1, "exact_match": em, "f1": f1}
+
+
+def train_answer_facts(task) -> dict:
+    """What the reports' trivial baselines need, for the manifest's task entry: the train
+    label counts (classification) or the most frequent train answer (QA); reports read
+    only the run folder, so the runner stores them."""
+    from collections import Counter
+
+    counts = Counter(ex.target for ex in task.train)
+    if task.kind == "classification":
+        return {"labels": list(task.labels), "train_label_counts": {lab: counts.get(lab, 0) for lab in task.labels}}
+    top = counts.most_common(1)
+    return {"train_top_answer": top[0][0], "train_top_answer_n": top[0][1]} if top else {}

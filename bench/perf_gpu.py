@@ -105,7 +105,7 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
     from peft import LoraConfig, get_peft_model
     from transformers import Trainer, TrainingArguments, default_data_collator
 
-    from strategies.lora import _quiet_peft
+    from strategies.training import quiet_peft as _quiet_peft
 
     pad = handle.tokenizer.pad_token_id if handle.tokenizer.pad_token_id is not None else 0
     rows = []

@@ -60,6 +60,7 @@ def _rows(run_dir: Path) -> dict[tuple, str]:
 def run_level_cases(ctx: PerfContext) -> list[CaseResult]:
     from rich.console import Console
 
+    from bench.execute import Worker
     from bench.runner import Runner
 
     saved = os.environ.get("ADAPTBENCH_CACHE")
@@ -69,7 +70,7 @@ def run_level_cases(ctx: PerfContext) -> list[CaseResult]:
         cold_cfg, content_cache = _config(ctx, "cold")
         with Probe() as probe, Probe() as loads:
             probe_hot_paths(probe, type(ctx.handle.model))
-            loads.wrap(Runner, "_load_model", "model load")
+            loads.wrap(Worker, "_load_model", "model load")
             with stopwatch() as t_cold:
                 cold_dir = Runner(cold_cfg, console=quiet).run()
         warm_cfg = _config(ctx, "warm")[0] if content_cache else cold_cfg

@@ -1,13 +1,16 @@
-"""Cached `prepare` results: trained LoRA adapters, reused instead of training again.
+"""Cached `prepare` results (trained adapters, fine-tuned checkpoints), reused instead
+of training again: one cache for every strategy whose `StrategyDef` declares
+`artifacts`; the others prepare cheaply.
 
-An entry is a folder `adapters/<key>/` holding `adapter/` (safetensors only) and
-`meta.json` (the cell's training facts and the original prepare seconds). The key
-covers the base model fingerprint (weights, tokenizer, chat template), the task data
-hash, the strategy's full config, the seed, the train limit and the code that trains.
-Restoring checks the adapter file's sha256 against the one recorded at training, and
-refuses pickle files (`.bin`, `.pt`, `.pth`, `.pkl`, `.ckpt`): loading them runs code.
-Only strategies listed in `SUPPORTED` are cached; the others prepare cheaply or keep
-their own cache (RAG's indexes).
+An entry is a folder `prepared/<key>/` holding `data/` (what the strategy's
+`artifacts.save` wrote: safetensors and JSON only) and `meta.json` (the cell's facts,
+the original prepare seconds, the strategy's own facts for `artifacts.load`, and the
+sha256 of every file under `data/`). The key covers the strategy's full config, the
+base model fingerprint (weights, tokenizer, chat template), the task data hash, the
+seed, the train limit, the device and a hash of the code that shapes the artifacts
+(the def's `code` modules plus the backend's module), so an edit to any of them misses.
+Restoring checks every file's sha256 and refuses pickle files (`.bin`, `.pt`, `.pth`,
+`.pkl`, `.ckpt`): loading them runs code.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,8 @@ from bench.cache import code_version, content_key, touch
 from bench.errors import BenchError
 from bench.paths import cache_dir
 
-SUPPORTED = {"lora": ("strategies.lora", "strategies.lora_data", "strategies.prompts", "bench.backends.hf")}
+KIND = "prepared"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
-ADAPTER_FILE = "adapter_model.safetensors"
 
 
 def refuse_pickles(folder: Path, what: str) -> None:
@@ -34,65 +37,77 @@ def refuse_pickles(folder: Path, what: str) -> None:
                          "arbitrary code, so the bench reads safetensors only")
 
 
-def prepare_key(strategy_name: str, config: dict[str, Any], model_fingerprint: str, task_fingerprint: str,
-                seed: int, train_limit: int | None, device: str) -> str | None:
-    modules = SUPPORTED.get(strategy_name)
-    if modules is None:
+def prepare_key(definition, config: dict[str, Any], model_fingerprint: str, task_fingerprint: str,
+                seed: int, train_limit: int | None, device: str, backend_code: tuple[str, ...] = ()) -> str | None:
+    """The content key of a strategy's prepared artifacts; None when it declares none.
+    `backend_code`: the backend's own modules (bench/cells.py `_backend_code`)."""
+    if definition.artifacts is None:
         return None
-    return content_key({"kind": "prepare", "strategy": strategy_name, "config": config,
+    modules = (*definition.code, *backend_code)
+    return content_key({"kind": "prepare", "strategy": definition.name, "config": config,
                         "model": model_fingerprint, "task": task_fingerprint, "seed": seed,
                         "train_limit": train_limit, "device": device, "code": code_version(*modules)})
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def save(key: str, artifacts, prepare_s: float) -> Path | None:
-    """Store a freshly trained adapter; nothing when the strategy saved none."""
-    src = artifacts.info.get("adapter_path")
-    if not src or not (Path(src) / ADAPTER_FILE).is_file():
+def _hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def save(key: str, definition, artifacts, prepare_s: float) -> Path | None:
+    """Store freshly prepared artifacts through the strategy's own `save`."""
+    if definition.artifacts is None:
         return None
-    target = cache_dir("adapters") / key
+    target = cache_dir(KIND) / key
     tmp = target.with_name(f"{key}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp / "adapter")
-    meta = {"info": dict(artifacts.info), "prepare_s": prepare_s, "strategy": artifacts.strategy}
-    (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+    (tmp / "data").mkdir(parents=True)
+    try:
+        facts = definition.artifacts.save(artifacts, tmp / "data")
+        refuse_pickles(tmp / "data", f"{definition.name} artifacts")
+        meta = {"info": dict(artifacts.info), "prepare_s": prepare_s, "strategy": artifacts.strategy,
+                "facts": facts, "sha256": _hashes(tmp / "data")}
+        (tmp / "meta.json").write_text(json.dumps(meta, default=str))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)  # a reader sees the old entry, no entry, or the whole new one
     return target
 
 
 def evict(key: str) -> None:
-    shutil.rmtree(cache_dir("adapters") / key, ignore_errors=True)
+    shutil.rmtree(cache_dir(KIND) / key, ignore_errors=True)
 
 
-def load(key: str, task, handle, workdir: Path | None):
+def load(key: str, definition, task, handle, workdir: Path | None):
     """(Artifacts, original prepare seconds) from the cache, or None on a miss. A
-    damaged entry (bad JSON, wrong checksum) is removed and counts as a miss."""
-    from strategies.base import Artifacts
-    from strategies.lora import attach_adapter
-
-    folder = cache_dir("adapters") / key
+    damaged entry (bad JSON, a missing, extra or changed file) is removed and counts as a miss."""
+    folder = cache_dir(KIND) / key
     if not (folder / "meta.json").is_file():
         return None
-    refuse_pickles(folder, "cached adapter")
+    refuse_pickles(folder, "cached artifacts")
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        info = dict(meta["info"])
-        ok = _sha(folder / "adapter" / ADAPTER_FILE) == info.get("adapter_sha256")
-    except (OSError, ValueError, KeyError):
+        info, recorded = dict(meta["info"]), dict(meta["sha256"])
+        ok = bool(recorded) and _hashes(folder / "data") == recorded
+    except (OSError, ValueError, KeyError, TypeError):
         ok = False
-    if not ok:
+    if not ok or definition.artifacts is None:
         evict(key)
         return None
-    adapted = attach_adapter(handle, folder / "adapter")
-    if workdir is not None:  # the run folder keeps its own copy, as after training
-        dest = Path(workdir) / "adapter"
+    artifacts = definition.artifacts.load(folder / "data", task, handle, meta.get("facts") or {})
+    if workdir is not None:  # the run folder keeps its own copy, as after preparing
+        dest = Path(workdir) / "prepared"
         shutil.rmtree(dest, ignore_errors=True)
-        shutil.copytree(folder / "adapter", dest)
-        info["adapter_path"] = str(dest)
+        shutil.copytree(folder / "data", dest)
+        info["saved_path"] = str(dest)
     touch(folder)
-    return Artifacts(meta.get("strategy", "lora"), handle, task, state={"model": adapted}, info=info), \
-        float(meta["prepare_s"])
+    return replace(artifacts, info={**artifacts.info, **info}), float(meta["prepare_s"])

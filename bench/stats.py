@@ -184,3 +184,103 @@ def percentiles(latencies_s: Iterable[float], qs: Sequence[float] = (50, 95, 99)
     if x.size == 0:
         return dict.fromkeys(keys, math.nan)
     return {k: float(v) for k, v in zip(keys, np.percentile(x, list(qs)))}
+
+
+def bootstrap_quantiles(values: Iterable[float], q: float, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """The `q`-quantile (0-100) of each of `n_resamples` resamples of `values`."""
+    x = _finite(values)
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
+    if x.size == 0:
+        return np.empty(0)
+    rng = np.random.default_rng(seed)
+    rows = max(1, _MAX_CELLS // x.size)
+    parts = []
+    for start in range(0, n_resamples, rows):
+        idx = rng.integers(0, x.size, size=(min(rows, n_resamples - start), x.size))
+        parts.append(np.percentile(x[idx], q, axis=1))
+    return np.concatenate(parts)
+
+
+def quantile_ci(values: Iterable[float], q: float, n_resamples: int = 2000, confidence: float = 0.95,
+                seed: int = 0) -> tuple[float, float, float]:
+    """(quantile, low, high): a percentile (e.g. q=50 for p50) and its percentile-bootstrap
+    interval. Fewer than 2 values give a zero-width interval (or nan when empty)."""
+    _check(n_resamples, confidence)
+    x = _finite(values)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    point = float(np.percentile(x, q))
+    if x.size == 1:
+        return point, point, point
+    low, high = _interval(bootstrap_quantiles(x, q, n_resamples, seed), confidence)
+    return point, low, high
+
+
+def latency_ratio(a: Iterable[float], b: Iterable[float], paired: bool, n_resamples: int = 2000,
+                  confidence: float = 0.95, seed: int = 0) -> dict:
+    """How many times slower `a` is than `b` at the median, with an interval.
+
+    paired (the same queries in the same order, probed interleaved): the per-query log
+    ratio's median is bootstrapped, which removes query-to-query variation (a long
+    prompt is slow for every strategy). Unpaired: each side's p50 is bootstrapped
+    independently and the ratio of the two taken. Latencies must be > 0. Returns
+    ratio, ci (low, high), test ("paired" or "unpaired") and verdict: "a slower",
+    "b slower" or "tie" (the interval contains 1).
+    """
+    _check(n_resamples, confidence)
+    if paired:
+        x, y = _paired(a, b)
+        keep = (x > 0) & (y > 0)
+        logs = np.log(x[keep]) - np.log(y[keep])
+        if logs.size < 2:
+            return {"n": int(logs.size), "ratio": math.nan, "ci": (math.nan, math.nan), "test": "paired",
+                    "verdict": "tie"}
+        point = float(np.exp(np.median(logs)))
+        low, high = (float(np.exp(v)) for v in _interval(bootstrap_quantiles(logs, 50, n_resamples, seed),
+                                                            confidence))
+        n = int(logs.size)
+    else:
+        x, y = _finite(a), _finite(b)
+        x, y = x[x > 0], y[y > 0]
+        if x.size < 2 or y.size < 2:
+            return {"n": int(min(x.size, y.size)), "ratio": math.nan, "ci": (math.nan, math.nan),
+                    "test": "unpaired", "verdict": "tie"}
+        point = float(np.median(x) / np.median(y))
+        ratios = bootstrap_quantiles(x, 50, n_resamples, seed) / bootstrap_quantiles(y, 50, n_resamples, seed + 1)
+        low, high = _interval(ratios, confidence)
+        n = int(min(x.size, y.size))
+    verdict = "a slower" if low > 1.0 else "b slower" if high < 1.0 else "tie"
+    return {"n": n, "ratio": point, "ci": (low, high), "test": "paired" if paired else "unpaired",
+            "verdict": verdict}
+
+
+def _z(p: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(p))
+
+
+def min_detectable_diff(sd_diff: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest true mean difference a paired test on `n` examples detects with `power`
+    at two-sided `alpha`: (z_{1-alpha/2} + z_{power}) * sd_diff / sqrt(n).
+
+    This is the paired-t approximation with normal quantiles, from the observed standard
+    deviation of the per-example differences (for 0/1 outcomes, sd^2 = p_disc - d^2,
+    with p_disc the share of discordant pairs: the McNemar setting). nan when n < 2 or
+    the differences have no spread (sd 0: the two never disagreed, no variance to scale).
+    """
+    if n < 2 or not math.isfinite(sd_diff) or sd_diff <= 0:
+        return math.nan
+    return (_z(1 - alpha / 2) + _z(power)) * sd_diff / math.sqrt(n)
+
+
+def n_to_detect(gap: float, sd_diff: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Examples a paired test needs to detect a true difference of `gap` with `power`:
+    ((z_{1-alpha/2} + z_{power}) * sd_diff / gap)^2, rounded up; inf when gap is 0,
+    nan when the spread is unknown."""
+    if not math.isfinite(sd_diff) or sd_diff <= 0 or not math.isfinite(gap):
+        return math.nan
+    if gap == 0:
+        return math.inf
+    return float(math.ceil(((_z(1 - alpha / 2) + _z(power)) * sd_diff / abs(gap)) ** 2))

@@ -114,7 +114,10 @@ class RunStore:
 
     def write_text(self, name: str, text: str) -> Path:
         """Write-then-rename, so readers never see half a file: a crash (or a full disk)
-        before the rename leaves the old file as it was."""
+        before the rename leaves the old file as it was. Secret values are masked."""
+        from bench.redact import redact_text
+
+        text = redact_text(text)
         target = self.root / name
         try:
             fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{name}.")

@@ -28,13 +28,15 @@ def render_run(run_dir: str | Path, console: "Console | None" = None) -> "pd.Dat
     from reports.compare_pairs import compare_strategies
     from reports.costs import break_even_frame, price_table
     from reports.html import render_html
+    from reports.latency_pairs import latency_comparisons
     from reports.table import print_summary
 
     frames = load_run(run_dir)
-    summary = summarize(frames)
+    summary = summarize(frames, baselines=True)
     comparisons = compare_strategies(frames)  # bootstraps once, shared by every output
     write_summary(run_dir, frames=frames, summary=summary, comparisons=comparisons)
     render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons)
     print_summary(summary, console=console, title=f"adaptbench run {frames.name}", comparisons=comparisons,
-                  break_even=break_even_frame(summary, frames), prices=price_table(summary, frames.manifest))
+                  break_even=break_even_frame(summary, frames), prices=price_table(summary, frames.manifest),
+                  latency=latency_comparisons(frames))
     return summary

@@ -68,8 +68,9 @@ def _free_line(left: float, width: float, baseline: float, placed: list[tuple[fl
 
 
 def pareto(items: Sequence[tuple[str, float | None, float | None, float | None, float | None]], title: str,
-           y_label: str) -> Markup:
-    """items: (label, cost per 1k, score, ci_low, ci_high), in the task's strategy order."""
+           y_label: str, refs: Sequence[tuple[str, float]] = ()) -> Markup:
+    """items: (label, cost per 1k, score, ci_low, ci_high), in the task's strategy order;
+    refs: (label, score) of trivial baselines, drawn as dotted horizontal reference lines."""
     pts = [(i, *it) for i, it in enumerate(items) if _finite(it[1], it[2])]
     dom = dominated([(it[1], it[2]) for it in items])
     box = (70, 260, WIDTH - 20, 25)
@@ -98,6 +99,12 @@ def pareto(items: Sequence[tuple[str, float | None, float | None, float | None, 
                     .format(x=x, y=y, ty=ty, f=fill, c=color(i), k="dominated" if is_dom else "frontier",
                             tx=tx, a="end" if near_right else "start",
                             g=Markup(' fill="#666"') if is_dom else "", t=text))
+    for label, score in refs:
+        if _finite(score) and yt[0] <= score <= yt[-1]:
+            body.append(Markup('<line x1="{a}" x2="{b}" y1="{y:.1f}" y2="{y:.1f}" stroke="{c}" stroke-dasharray="2 3" '
+                               'class="baseline"/><text x="{tx}" y="{ty:.1f}" text-anchor="end" fill="{c}">{t}</text>')
+                        .format(a=box[0], b=box[2], y=sy(score), c=GREY, tx=box[2] - 4, ty=sy(score) - 4,
+                                t=f"{_short(label, 20)} {score:.2f}"))
     if not pts:
         body.append(Markup('<text x="{}" y="140" fill="#888">no cost or score to plot</text>').format(box[0] + 10))
     return _svg(300, title, body)

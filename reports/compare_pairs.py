@@ -10,6 +10,14 @@ exact match on one seed, or seeds that agree), the paired bootstrap alone otherw
 
 `a` is the side with the higher mean on the matched examples, so `diff` is never
 negative and the verdict reads "<a> better" or "tie".
+
+Sample size: `mde` is the smallest true difference the comparison's n detects with 80%
+power at alpha 0.05, and `n_needed` the examples that would detect the observed gap,
+both from `bench.stats.min_detectable_diff` / `n_to_detect`: the paired-t approximation
+(normal quantiles) with the observed standard deviation of the per-example
+differences. For 0/1 outcomes that variance is p_disc - diff^2 (p_disc: the share of
+discordant pairs), the quantity McNemar's test works with. Two strategies that never
+disagree have no spread to scale: mde is then unknown and n_needed infinite.
 """
 from __future__ import annotations
 
@@ -20,15 +28,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.stats import compare_pair
+from bench.stats import compare_pair, min_detectable_diff, n_to_detect
 from reports.frame import RunFrames, ok_rows
 from reports.intervals import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES
+from reports.trivial import PREDICTORS, per_example
 
 # Metrics whose per-example values are 0/1, so McNemar's test applies.
 BINARY_METRICS = {"accuracy", "exact_match"}
 ALPHA = 0.05
 COMPARISON_COLUMNS = ["task", "model", "a", "b", "n_seeds", "n", "mean_a", "mean_b", "diff", "ci_low", "ci_high",
-                      "p_value", "test", "verdict"]
+                      "p_value", "test", "verdict", "sd_diff", "mde", "n_needed"]
+POWER = 0.8
 
 
 def metric_by_task(frames: RunFrames) -> dict[str, str]:
@@ -64,9 +74,15 @@ def compare_two(rows: pd.DataFrame, a: str, b: str, metric: str | None) -> dict[
     res = compare_pair(x, y, binary=binary, seed=BOOTSTRAP_SEED, n_resamples=N_RESAMPLES,
                        confidence=CONFIDENCE, alpha=ALPHA)
     verdict = {"a better": f"{a} better", "b better": f"{b} better"}.get(res["verdict"], "tie")
+    sd = float(np.std(x - y, ddof=1)) if len(x) > 1 else math.nan
+    if sd == 0 and res["diff"] == 0:
+        needed = math.inf  # never disagree: no n separates them
+    else:
+        needed = n_to_detect(res["diff"], sd, ALPHA, POWER) if verdict == "tie" else math.nan
     return {"a": a, "b": b, "n_seeds": n_seeds, "n": res["n"], "mean_a": float(x.mean()),
             "mean_b": float(y.mean()), "diff": res["diff"], "ci_low": res["ci"][0], "ci_high": res["ci"][1],
-            "p_value": res["p_value"], "test": res["test"], "verdict": verdict}
+            "p_value": res["p_value"], "test": res["test"], "verdict": verdict, "sd_diff": sd,
+            "mde": min_detectable_diff(sd, res["n"], ALPHA, POWER), "n_needed": needed}
 
 
 def compare_strategies(frames: RunFrames) -> pd.DataFrame:
@@ -80,6 +96,17 @@ def compare_strategies(frames: RunFrames) -> pd.DataFrame:
             found = compare_two(group, a, b, metrics.get(task))
             if found:
                 out.append({"task": task, "model": model, **found})
+        # Each strategy against the constant predictors, on the same examples and seeds.
+        for name, scores in per_example(frames, task, group, metrics.get(task)).items():
+            if name not in PREDICTORS:
+                continue
+            pairs = group[["seed", "example_id"]].drop_duplicates()
+            fake = pairs.assign(strategy=name, score=pairs["example_id"].map(scores).astype(float))
+            both = pd.concat([group[["seed", "example_id", "strategy", "score"]], fake], ignore_index=True)
+            for a in strategies:
+                found = compare_two(both, a, name, metrics.get(task))
+                if found:
+                    out.append({"task": task, "model": model, **found})
     return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
 
 
@@ -105,6 +132,18 @@ def evidence(c: dict[str, Any]) -> str:
     return f"{text}, McNemar {fmt_p(c['p_value'])}" if c["test"] == "mcnemar" else f"{text}, paired bootstrap"
 
 
+def sample_size(c: dict[str, Any]) -> str:
+    """"n=32 detects 0.31 (80% power); this gap needs n≈310": what the n can and cannot settle."""
+    mde, needed = c.get("mde"), c.get("n_needed")
+    parts = []
+    if isinstance(mde, (int, float)) and math.isfinite(mde):
+        parts.append(f"n={c['n']} detects a difference of {mde:.2f} (80% power)")
+    if c.get("verdict") == "tie" and isinstance(needed, (int, float)) and not math.isnan(needed):
+        parts.append("no gap to detect" if math.isinf(needed) else f"this gap needs n≈{int(needed):,}")
+    return "; ".join(parts)
+
+
 def describe(c: dict[str, Any]) -> str:
-    """"rag vs prompting: +0.31 [0.22, 0.40], McNemar p=0.001 -> rag better"."""
-    return f"{c['a']} vs {c['b']}: {evidence(c)} -> {c['verdict']} (n={c['n']})"
+    """"rag vs prompting: +0.31 [0.22, 0.40], McNemar p=0.001 -> rag better (n=40; n=40 detects ...)"."""
+    size = sample_size(c)
+    return f"{c['a']} vs {c['b']}: {evidence(c)} -> {c['verdict']} (n={c['n']}{'; ' + size if size else ''})"

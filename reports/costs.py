@@ -21,7 +21,7 @@ from bench.cost import (API_PRICES, HARDWARE_PRICES, PRICE_TABLE_VERSION, api_co
                         break_even_interval, cost_per_1k_queries, detect_hardware_key, prepare_cost,
                         price_per_hour, total_cost)
 from bench.errors import BenchError
-from reports.frame import NOT_OK, is_missing
+from reports.frame import BASELINE, NOT_OK, is_missing
 
 COST_COLUMNS = ["hardware", "price_usd_per_hour", "prepare_cost_usd", "cost_per_1k_usd"]
 DEFAULT_VOLUMES = (10_000, 100_000, 1_000_000)
@@ -29,6 +29,8 @@ DEFAULT_API_MODEL = "gpt-4o-mini"
 BREAK_EVEN_COLUMNS = ["task", "model", "a", "b", "prepare_cost_a_usd", "prepare_cost_b_usd", "cost_per_1k_a_usd",
                       "cost_per_1k_b_usd", "queries", "queries_ci_low", "queries_ci_high", "meaning"]
 N_COST_RESAMPLES = 2000
+# Fewer independent timings than this and a cost interval would be noise about noise.
+MIN_TIMINGS = 5
 
 
 def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -36,9 +38,11 @@ def _settings(manifest: dict[str, Any]) -> dict[str, Any]:
     return cost if isinstance(cost, dict) else {}
 
 
-def hardware_key(manifest: dict[str, Any], device: Any) -> str | None:
+def hardware_key(manifest: dict[str, Any], device: Any, cell_hardware: Any = None) -> str | None:
     """Price-table key for a cell that ran on `device` ("cpu", "cuda", ...).
 
+    The hardware is the cell's own (`cell_hardware`, from the manifest's `cells` entry:
+    the node it ran on, which on a cluster is not the driver's), else the manifest's.
     A CPU cell is priced as a CPU instance of the machine's size even on a GPU host; an
     accelerator the table does not know gives None (unknown cost, not a CPU price).
     """
@@ -46,11 +50,23 @@ def hardware_key(manifest: dict[str, Any], device: Any) -> str | None:
     if isinstance(pinned, str) and pinned:
         return pinned
     hw = manifest.get("hardware") if isinstance(manifest.get("hardware"), dict) else {}
+    if isinstance(cell_hardware, dict) and cell_hardware:
+        hw = cell_hardware
     gpu, cpus = hw.get("gpu"), hw.get("cpu_count")
     dev = device.lower() if isinstance(device, str) else ""
     if dev.startswith("cpu") or (not dev and not gpu):
         return detect_hardware_key(None, cpus if isinstance(cpus, int) else None)
     return detect_hardware_key(gpu) if isinstance(gpu, str) and gpu else None
+
+
+def _cell_hardware(manifest: dict[str, Any], row: Any) -> dict[str, Any] | None:
+    """The hardware recorded for the first seed's cell of a summary row."""
+    cells = manifest.get("cells") if isinstance(manifest.get("cells"), dict) else {}
+    prefix = f"{row.get('task')}|{row.get('strategy')}|{row.get('model')}|"
+    for cell, entry in cells.items():
+        if str(cell).startswith(prefix) and isinstance(entry, dict) and isinstance(entry.get("hardware"), dict):
+            return entry["hardware"]
+    return None
 
 
 def hourly_price(manifest: dict[str, Any], key: str | None) -> float:
@@ -73,7 +89,8 @@ def monthly_volumes(manifest: dict[str, Any]) -> list[int]:
 def add_costs(summary: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """The summary with `COST_COLUMNS` filled from `queries_per_s`, `prepare_s` and `device`."""
     out = summary.copy()
-    keys = [hardware_key(manifest, d) for d in out["device"]] if len(out) else []
+    keys = [hardware_key(manifest, d, _cell_hardware(manifest, row)) for d, (_, row) in
+            zip(out["device"], out.iterrows())] if len(out) else []
     prices = [hourly_price(manifest, k) for k in keys]
     out["hardware"] = keys
     out["price_usd_per_hour"] = prices
@@ -151,27 +168,61 @@ def _meaning(a: str, b: str, fa: float, fb: float, qa: float, qb: float, q: floa
     return f"{b} (higher fixed cost) becomes cheaper than {a} after {fmt_queries(q)} queries"
 
 
+def _timings(frames, rows: pd.DataFrame, key: tuple[str, str, str], probes_: dict) -> np.ndarray | None:
+    """Independent timings (ms or s: only their relative spread is used) of one summary
+    row: its batch-1 probe samples (ordered by seed and query, so two rows probed on the
+    same queries resample them jointly), else the distinct per-batch times of its
+    batched pass (every query of a batch shares one value, so rows are not independent);
+    None when fewer than `MIN_TIMINGS` exist: the noise is unknown."""
+    p = probes_.get(key)
+    if p and len(p["samples"]) >= MIN_TIMINGS:
+        return np.asarray([p["samples"][k] for k in sorted(p["samples"], key=str)], dtype=float)
+    task, strategy, model = key
+    mine = rows[(rows["task"] == task) & (rows["strategy"] == strategy) & (rows["model"] == model)]
+    batches: list[float] = []
+    for _, cell in mine.groupby("cell", sort=False):
+        lat = pd.to_numeric(cell["latency_s"], errors="coerce").dropna().to_numpy(dtype=float)
+        batches += [float(v) for i, v in enumerate(lat) if i == 0 or v != lat[i - 1]]
+    return np.asarray(batches) if len(batches) >= MIN_TIMINGS else None
+
+
 def cost_samples(frames, summary: pd.DataFrame, n_resamples: int = N_COST_RESAMPLES,
                  seed: int = 0) -> dict[tuple[str, str, str], np.ndarray]:
-    """Bootstrap samples of USD per query for each summary row, from its cell's
-    per-query times in the batched pass (seeds pooled). The samples are rescaled to the
-    row's point estimate (price / measured throughput), so they carry only its relative
-    uncertainty: the point itself also counts time outside the per-query shares."""
+    """Bootstrap samples of USD per query for each summary row whose timing noise is
+    known (see `_timings`). The point is price / measured throughput; the samples carry
+    the relative uncertainty of the mean time per query (bootstrap of the timings'
+    mean over their mean), since a throughput is a mean time per query. Rows without
+    enough independent timings get none: their intervals are "uncertain"."""
     from bench.stats import bootstrap_means
     from reports.frame import ok_rows
+    from reports.latency_pairs import probes
 
-    rows = ok_rows(frames)
+    rows, found = ok_rows(frames), probes(frames)
     out: dict[tuple[str, str, str], np.ndarray] = {}
     for r in summary.to_dict(orient="records"):
         point = r.get("cost_per_1k_usd")
-        if is_missing(point) or math.isinf(float(point)):
+        if r.get("status") == BASELINE or is_missing(point) or math.isinf(float(point)):
             continue
-        mine = rows[(rows["task"] == r["task"]) & (rows["strategy"] == r["strategy"]) & (rows["model"] == r["model"])]
-        lat = pd.to_numeric(mine["latency_s"], errors="coerce").dropna().to_numpy(dtype=float)
-        if lat.size < 2 or lat.mean() <= 0:
+        key = (r["task"], r["strategy"], r["model"])
+        timings = _timings(frames, rows, key, found)
+        if timings is None or timings.mean() <= 0:
             continue
-        means = bootstrap_means(lat, n_resamples, seed)
-        out[(r["task"], r["strategy"], r["model"])] = means / lat.mean() * float(point) / 1000.0
+        means = bootstrap_means(timings, n_resamples, seed)
+        out[key] = means / timings.mean() * float(point) / 1000.0
+    return out
+
+
+def add_cost_intervals(summary: pd.DataFrame, frames) -> pd.DataFrame:
+    """`cost_per_1k_ci_low/high`: the 95% interval of cost per 1,000 queries (nan: uncertain)."""
+    out = summary.copy()
+    samples = cost_samples(frames, out) if len(out) else {}
+    lows, highs = [], []
+    for r in out.to_dict(orient="records"):
+        s = samples.get((r["task"], r["strategy"], r["model"]))
+        low, high = (np.quantile(s, [0.025, 0.975]) * 1000.0) if s is not None else (math.nan, math.nan)
+        lows.append(float(low))
+        highs.append(float(high))
+    out["cost_per_1k_ci_low"], out["cost_per_1k_ci_high"] = lows, highs
     return out
 
 
@@ -181,7 +232,7 @@ def break_even_frame(summary: pd.DataFrame, frames=None) -> pd.DataFrame:
     With the run's `frames`, a 95% interval from bootstrapped per-query costs (the
     prepare costs are single measurements and are held fixed); inf high: maybe never."""
     out: list[dict[str, Any]] = []
-    ok = summary[~summary["status"].astype(str).isin(NOT_OK)] if len(summary) else summary
+    ok = summary[~summary["status"].astype(str).isin(NOT_OK | {BASELINE})] if len(summary) else summary
     samples = cost_samples(frames, ok) if frames is not None and len(ok) else {}
     for (task, model), rows in ok.groupby(["task", "model"], sort=False):
         for x, y in itertools.combinations(rows.to_dict(orient="records"), 2):
@@ -195,14 +246,23 @@ def break_even_frame(summary: pd.DataFrame, frames=None) -> pd.DataFrame:
             if sx is not None and sy is not None and not (math.isnan(fx) or math.isnan(fy)):
                 _, low, high = break_even_interval(fx, sx, fy, sy)
             meaning = _meaning(x["strategy"], y["strategy"], fx, fy, qx, qy, q)
-            if q is not None and not math.isnan(q) and q > 0 and low is not None and not math.isnan(low):
-                upper = "never" if math.isinf(high) else fmt_queries(high)
-                meaning += f" (95% CI {fmt_queries(low)} to {upper})"
+            if q is not None and not math.isnan(q) and q > 0:
+                meaning += f" ({_interval_text(low, high)})"
             out.append({"task": task, "model": model, "a": x["strategy"], "b": y["strategy"],
                         "prepare_cost_a_usd": fx, "prepare_cost_b_usd": fy, "cost_per_1k_a_usd": qx * 1000,
                         "cost_per_1k_b_usd": qy * 1000, "queries": None if q is None or math.isnan(q) else q,
                         "queries_ci_low": low, "queries_ci_high": high, "meaning": meaning})
     return pd.DataFrame(out, columns=BREAK_EVEN_COLUMNS)
+
+
+def _interval_text(low: float | None, high: float | None) -> str:
+    if low is None or math.isnan(low):
+        return "95% CI uncertain: too few independent timings to know the per-query cost's noise"
+    if math.isinf(high):
+        return f"95% CI {fmt_queries(low)} to never"
+    if fmt_queries(low) == fmt_queries(high):
+        return f"95% CI {fmt_queries(low)}, timing noise negligible"
+    return f"95% CI {fmt_queries(low)} to {fmt_queries(high)}"
 
 
 def monthly_totals(rows: pd.DataFrame, volumes: Sequence[int]) -> list[dict[str, Any]]:

@@ -21,7 +21,8 @@ from reports import charts, svg
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
 from reports.drill import DRILL_LIMIT, drill
-from reports.frame import RunFrames, best_index, is_missing, load_run, ok_rows
+from reports.frame import BASELINE, RunFrames, best_index, is_missing, load_run, ok_rows
+from reports.latency_pairs import fmt_latency_pair, latency_comparisons
 from reports.markdown import fmt_ci, price_line
 from reports.page import clip, fmt_num, render
 from reports.summary import NOT_OK, summarize
@@ -57,15 +58,19 @@ def _loss_charts(cells: pd.DataFrame, labels: dict) -> list[Any]:
 def _facts(cells: pd.DataFrame, rows: pd.DataFrame, labels: dict) -> tuple[list, list, Any]:
     """RAG cells' retrieval facts with a recall@k chart, and every cell's other scalar facts."""
     recall = {(r.strategy, r.model): r.recall_at_k for r in rows.itertuples()}
+    split = {(r.strategy, r.model): (r.score_retrieved, r.score_missed, r.rag_limit) for r in rows.itertuples()}
     rag, facts, bars = [], [], []
     for c in cells.itertuples():
         info = c.info if isinstance(c.info, dict) else {}
         label = labels.get((c.strategy, c.model), str(c.strategy))
-        if c.strategy == "rag" or any(k in info for k in ("index_type", "n_chunks")):
+        if any(k in info for k in ("index_type", "n_chunks")):  # the cell retrieved: its facts say so
             value = recall.get((c.strategy, c.model))
             rag.append({"label": label, "seed": fmt_num(c.seed, "{:.0f}"), "mode": info.get("mode", "–"),
                         "index_type": info.get("index_type", info.get("index", "–")),
-                        "n_chunks": info.get("n_chunks", "–"), "k": info.get("k", "–"), "recall": fmt_num(value)})
+                        "n_chunks": info.get("n_chunks", "–"), "k": info.get("k", "–"), "recall": fmt_num(value),
+                        "hit": fmt_num(split.get((c.strategy, c.model), (None,) * 3)[0]),
+                        "miss": fmt_num(split.get((c.strategy, c.model), (None,) * 3)[1]),
+                        "limit": split.get((c.strategy, c.model), (None,) * 3)[2] or "–"})
             if not is_missing(value) and (label, value) not in bars:
                 bars.append((label, float(value)))
         scalars = {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) and k not in RAG_KEYS}
@@ -100,11 +105,12 @@ def _costs(rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame, breaks: 
     task = rows["task"].iloc[0]
     pairs = comparisons[comparisons["task"] == task].to_dict(orient="records")
     even = [dict(b, volume=_volume(b)) for b in breaks[breaks["task"] == task].to_dict(orient="records")]
-    ok = rows[~rows["status"].isin(NOT_OK)]
+    ok = rows[~rows["status"].isin(NOT_OK | {BASELINE})]
     totals = [{"label": labels[(t["strategy"], t["model"])], "totals": [fmt_usd(v) for v in t["totals"]]}
               for t in monthly_totals(ok, volumes)]
     lines = [(labels[(r.strategy, r.model)], r.prepare_cost_usd,
-              None if is_missing(r.cost_per_1k_usd) else r.cost_per_1k_usd / 1000.0) for r in rows.itertuples()]
+              None if is_missing(r.cost_per_1k_usd) else r.cost_per_1k_usd / 1000.0) for r in rows.itertuples()
+             if r.status != BASELINE]
     crossings = [(float(b["queries"]), f"{b['b']} < {b['a']} after {charts.volume(float(b['queries']))}")
                  for b in even if not is_missing(b["queries"]) and float(b["queries"]) > 0]
     chart = charts.cost_lines(lines, crossings, f"total cost against queries served, {task}")
@@ -113,9 +119,12 @@ def _costs(rows: pd.DataFrame, labels: dict, comparisons: pd.DataFrame, breaks: 
 
 def _decision_charts(frames: RunFrames, rows: pd.DataFrame, labels: dict, metric: str) -> dict[str, Any]:
     task = rows["task"].iloc[0]
-    order = list(rows.itertuples())
+    refs = [(labels[(r.strategy, r.model)], float(r.score)) for r in rows.itertuples()
+            if r.status == BASELINE and not is_missing(r.score)]
+    order = [r for r in rows.itertuples() if r.status != BASELINE]
     pareto = charts.pareto([(labels[(r.strategy, r.model)], r.cost_per_1k_usd, r.score, r.score_ci_low,
-                             r.score_ci_high) for r in order], f"{metric} against cost per query, {task}", metric)
+                             r.score_ci_high) for r in order], f"{metric} against cost per query, {task}", metric,
+                           refs=refs)
     done = ok_rows(frames)
     done = done[done["task"] == task] if not done.empty else done
     series, batch1 = [], True
@@ -169,6 +178,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
+    latency = latency_comparisons(frames)
     tasks = []
     for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):
         labels = display_labels(rows)
@@ -177,7 +187,9 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
         rag, facts, recall_chart = _facts(cells, rows, labels)
         tasks.append({"name": str(task), "anchor": f"task-{i}", "metric": metric, "table": table,
-                      "verdict": verdict(rows, labels, metric, comparisons, breaks),
+                      "verdict": verdict(rows, labels, metric, comparisons, breaks, latency),
+                      "latency_pairs": [fmt_latency_pair(c) for c in latency[latency["task"] == task]
+                                        .to_dict(orient="records")],
                       "has_macro_f1": bool(rows["macro_f1"].notna().any()),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
@@ -192,7 +204,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
 
 def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
                      comparisons: pd.DataFrame | None = None) -> str:
-    summary = summarize(frames) if summary is None else summary
+    summary = summarize(frames, baselines=True) if summary is None else summary
     ctx = report_context(frames, summary, comparisons)
     return render("report.html.j2", "report.css", ("drill.js",), **ctx)
 

@@ -15,6 +15,7 @@ import pandas as pd
 from reports.compare_pairs import describe
 from reports.costs import fmt_usd
 from reports.frame import best_index, is_missing
+from reports.latency_pairs import fmt_latency_pair
 from reports.verdict import display_labels, verdict
 
 # (column, header, format): a str.format spec, None for text, "ci" or "usd" for the helpers.
@@ -32,6 +33,11 @@ MD_COLUMNS = [
     ("prepare_cost_usd", "prepare $", "usd"),
     ("cost_per_1k_usd", "$ / 1k queries", "usd"),
     ("peak_memory_mb", "memory MB", "{:.0f}"),
+    # Weight-changing cells (reports/training_facts.py): empty for the others.
+    ("forgetting", "forgetting", "{:+.3f}"),
+    ("trainable_params", "trainable", "{:.0f}"),
+    ("train_tokens_per_s", "train tok/s", "{:.0f}"),
+    ("saved_bytes", "saved bytes", "{:.0f}"),
     ("status", "status", None),
 ]
 
@@ -70,7 +76,7 @@ def task_table(rows: pd.DataFrame) -> str:
     # A model column for one model, or a macro-F1 column for a QA task, would be all "–".
     columns = [c for c in MD_COLUMNS if (c[0] != "model" or rows["model"].nunique() > 1)
                and (c[0] != "macro_f1" or rows["macro_f1"].notna().any())]
-    best = best_index(rows, "score")
+    best = best_index(rows[rows["status"] == "ok"], "score")
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "|".join("---" if spec is None else "---:" for _, _, spec in columns) + "|"]
     for idx, row in rows.iterrows():
@@ -91,7 +97,8 @@ def task_records(frame: pd.DataFrame | None, task: Any) -> list[dict[str, Any]]:
 
 
 def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparisons: pd.DataFrame | None = None,
-                     break_even: pd.DataFrame | None = None, prices: dict[str, Any] | None = None) -> str:
+                     break_even: pd.DataFrame | None = None, prices: dict[str, Any] | None = None,
+                     latency: pd.DataFrame | None = None) -> str:
     parts = [f"## {md_escape(title)}"] if title else []
     if summary.empty:
         parts.append("_No results in this run._")
@@ -99,7 +106,7 @@ def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparison
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
         parts.append(f"### {md_escape(task)} ({md_escape(metric)})")
         # The same one-line verdict that heads report.html: what to choose, and why.
-        parts.append(f"**Verdict:** {md_escape(verdict(rows, display_labels(rows), metric, comparisons, break_even))}")
+        parts.append(f"**Verdict:** {md_escape(verdict(rows, display_labels(rows), metric, comparisons, break_even, latency))}")
         parts.append(task_table(rows))
         failed = rows[rows["error"].notna()]
         for _, row in failed.iterrows():
@@ -108,6 +115,9 @@ def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparison
         pairs = [f"- {md_escape(describe(c))}" for c in task_records(comparisons, task)]
         if pairs:
             parts.append("Paired comparisons (95% interval of the difference):\n\n" + "\n".join(pairs))
+        lat = [f"- {md_escape(fmt_latency_pair(c))}" for c in task_records(latency, task)]
+        if lat:
+            parts.append("Latency (batch-1 probes, 95% interval of the p50 ratio):\n\n" + "\n".join(lat))
         breaks = [f"- {md_escape(b['a'])} vs {md_escape(b['b'])}: {md_escape(b['meaning'])}"
                   for b in task_records(break_even, task)]
         if breaks:

@@ -8,7 +8,9 @@ regresses when
 - the whole interval of the score change lies below -tolerance (a drop the data cannot
   explain as noise, and bigger than the tolerance), or
 - its p50 latency, or its cost per 1,000 queries, grew past the given ratio, or
-- it finished in the baseline and failed in the new run.
+- it finished in the baseline and failed in the new run, or
+- it is incomplete on either side (rows missing or damaged: `reports.frame`), since
+  no verdict can be drawn from numbers that lost rows.
 A cell only in the baseline is reported as "not run" and is no regression: a run of a
 subset of the grid (one task in CI) is a legitimate comparison. Medians, not p95, gate
 latency: on shared CI machines the tail is mostly the neighbours' noise.
@@ -83,6 +85,10 @@ def _compare_cell(key: tuple, b: dict | None, n: dict | None, base_scores: pd.Se
     if b is None:
         return {**out, "status": "new", "reasons": ["not in the baseline"]}
     base_ok, new_ok = b["status"] not in NOT_OK, n["status"] not in NOT_OK
+    for side, r in (("new run", n), ("baseline", b)):
+        if r["status"] == "incomplete":  # missing or damaged rows: no verdict either way
+            return {**out, "status": "incomplete" if side == "new run" else "baseline incomplete",
+                    "regression": True, "reasons": [f"incomplete in the {side}: {str(r.get('error'))[:300]}"]}
     if base_ok and not new_ok:
         return {**out, "status": "failed", "regression": True,
                 "reasons": [f"failed in the new run: {str(n.get('error') or n['status'])[:200]}"]}
@@ -131,7 +137,7 @@ def regressions(result: pd.DataFrame) -> pd.DataFrame:
 def headline(result: pd.DataFrame) -> str:
     """"2 regressions in 12 cells: squad/rag (score fell ...); ..." or "no regression"."""
     bad = regressions(result)
-    compared = int((result["status"].isin(["ok", "regression", "failed"])).sum())
+    compared = int((result["status"].isin(["ok", "regression", "failed", "incomplete", "baseline incomplete"])).sum())
     if bad.empty:
         return f"No regression in {compared} compared cell{'s' if compared != 1 else ''}."
     items = [f"{r['task']} / {r['strategy']} ({'; '.join(r['reasons'])})" for r in bad.to_dict(orient="records")]

@@ -16,11 +16,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.names import csv_safe
 from bench.store import RunStore
 from reports.compare_pairs import compare_strategies, metric_by_task
-from reports.costs import add_costs, break_even_frame, price_table
+from reports.costs import add_cost_intervals, add_costs, break_even_frame, price_table
 from reports.frame import KEYS, NOT_OK, RunFrames, is_missing, load_run, ok_rows
 from reports.intervals import macro_f1_by_cell, score_intervals
+from reports.latency_pairs import implausible, latency_comparisons, latency_intervals
+from reports.retrieval import retrieval_split
+from reports.trivial import baseline_rows, with_baselines
+from reports.training_facts import COLUMNS as TRAINING_COLUMNS, add_training_facts
 
 # Reduced from each cell's rows (and its batch-1 latency probe), then averaged over
 # the seeds that finished.
@@ -39,7 +44,13 @@ COLUMNS = KEYS + ["metric", "n_seeds", "n", "score", "score_ci_low", "score_ci_h
                   "queries_per_s", "gen_tokens_per_s", "hardware", "price_usd_per_hour", "prepare_cost_usd",
                   "cost_per_1k_usd", "api_model", "api_cost_per_1k_usd", "energy_j_per_query", "peak_memory_mb",
                   "peak_memory_prepare_mb", "peak_memory_predict_mb", "peak_gpu_memory_mb", "truncated_n",
-                  "device", "backend", "scoring", "cost_basis", "status", "error"]
+                  "device", "backend", "scoring", "cost_basis", "status", "error"] + TRAINING_COLUMNS
+# Intervals and flags sit right after the numbers they qualify.
+for _after, _added in (("recall_at_k", ["score_retrieved", "score_missed", "rag_limit"]), ("latency_p95_ms", ["latency_p50_ci_low", "latency_p50_ci_high", "latency_p95_ci_low",
+                                           "latency_p95_ci_high", "latency_probe_n", "latency_interleaved",
+                                           "probe_load_max", "latency_flag"]),
+                       ("cost_per_1k_usd", ["cost_per_1k_ci_low", "cost_per_1k_ci_high"])):
+    COLUMNS[COLUMNS.index(_after) + 1:COLUMNS.index(_after) + 1] = _added
 
 
 def cell_stats(frames: RunFrames) -> pd.DataFrame:
@@ -116,13 +127,22 @@ def _apply_probe(frame: pd.DataFrame, i: Any, probe: Any) -> None:
     frame.loc[i, "merged_latency_p50_ms"] = float(value) if isinstance(value, (int, float)) else math.nan
 
 
-def summarize(frames: RunFrames) -> pd.DataFrame:
+def summarize(frames: RunFrames, baselines: bool = False) -> pd.DataFrame:
+    """One row per (task, strategy, model); with `baselines`, each task's trivial
+    baselines (`reports.trivial`, status "baseline") follow its strategies, as every
+    rendered table shows them."""
     per_cell = cell_stats(frames)
     if per_cell.empty:
         return pd.DataFrame(columns=COLUMNS)
     out = pd.DataFrame([_combine_seeds(keys, g) for keys, g in per_cell.groupby(KEYS, sort=False, dropna=False)])
     out = out.merge(score_intervals(ok_rows(frames)), on=KEYS, how="left")
-    return _backend_costs(add_costs(out, frames.manifest), frames.manifest)[COLUMNS]
+    out = out.merge(latency_intervals(frames), on=KEYS, how="left")
+    out = out.merge(retrieval_split(ok_rows(frames)), on=KEYS, how="left")
+    out = _backend_costs(add_costs(out, frames.manifest), frames.manifest)
+    flags = implausible(frames, out, latency_comparisons(frames))
+    out["latency_flag"] = [flags.get(tuple(k)) for k in out[KEYS].itertuples(index=False)]
+    out = add_training_facts(add_cost_intervals(out, frames), frames)[COLUMNS]  # forgetting, sizes, sweeps
+    return with_baselines(out, baseline_rows(frames, metric_by_task(frames))) if baselines else out
 
 
 def _backend_costs(out: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
@@ -191,6 +211,8 @@ def _combine_seeds(keys: tuple, g: pd.DataFrame) -> dict[str, Any]:
 
     if len(ok) == len(g):
         row["status"] = "ok"
+    elif status.eq("incomplete").any():  # damage in any seed is shown, never averaged away
+        row["status"] = "incomplete"
     else:
         row["status"] = "partial" if len(ok) else status[~status.isin(["ok"])].iloc[0]
     errors = [str(e) for e in g.loc[status.isin(NOT_OK), "error"] if isinstance(e, str) and e]
@@ -224,19 +246,23 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
     from reports.markdown import summary_markdown  # markdown imports this module
 
     frames = frames or load_run(run_dir)
-    summary = summarize(frames) if summary is None else summary
+    summary = summarize(frames, baselines=True) if summary is None else summary
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
     doc = {"run": frames.name, "price_table": prices, "summary": summary_records(summary),
            "comparisons": summary_records(comparisons), "break_even": summary_records(breaks)}
+    latency = latency_comparisons(frames)
+    doc["latency_comparisons"] = summary_records(latency)
     md = summary_markdown(summary, title=f"adaptbench run {frames.name}", comparisons=comparisons,
-                          break_even=breaks, prices=prices)
+                          break_even=breaks, prices=prices, latency=latency)
     store = RunStore(frames.root)
     return {
-        "csv": store.write_text("summary.csv", summary.to_csv(index=False)),
+        # Text cells a spreadsheet would run as formulas (=, +, -, @) are quoted.
+        "csv": store.write_text("summary.csv", csv_safe(summary).to_csv(index=False)),
         "json": store.write_text("summary.json", json.dumps(doc, indent=2, ensure_ascii=False)),
         "md": store.write_text("summary.md", md),
-        "comparisons": store.write_text("comparisons.csv", comparisons.to_csv(index=False)),
-        "break_even": store.write_text("break_even.csv", breaks.to_csv(index=False)),
+        "comparisons": store.write_text("comparisons.csv", csv_safe(comparisons).to_csv(index=False)),
+        "break_even": store.write_text("break_even.csv", csv_safe(breaks).to_csv(index=False)),
+        "latency": store.write_text("latency_comparisons.csv", csv_safe(latency).to_csv(index=False)),
     }

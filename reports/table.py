@@ -17,7 +17,8 @@ from rich.text import Text
 
 from reports.compare_pairs import describe
 from reports.costs import fmt_usd
-from reports.frame import best_index, is_missing
+from reports.frame import BASELINE, best_index, is_missing
+from reports.latency_pairs import fmt_latency_pair
 from reports.markdown import price_line, task_records
 
 # (column, header, format spec, None for text, or "usd"; justify). Seconds and memory
@@ -34,6 +35,7 @@ TERMINAL_COLUMNS = [
     ("prompt_tokens_mean", "tok in", "{:.0f}", "right"),
     ("prepare_cost_usd", "prep $", "usd", "right"),
     ("cost_per_1k_usd", "$/1k q", "usd", "right"),
+    ("forgetting", "forget", "{:+.2f}", "right"),  # probe accuracy lost by training (training_facts.py)
 ]
 
 
@@ -79,12 +81,14 @@ def summary_table(summary: pd.DataFrame, title: str | None = None) -> Table:
         cells = []
         for col, _, spec, _ in columns:
             text = Text(score_text(row) if col == "score" else _cell(row.get(col), spec))
-            if col == "score" and row.get("status") != "ok":
+            if col == "task" and row["task"] == previous_task:
+                text = Text("")  # the task name once per group reads as a heading
+            elif row.get("status") == BASELINE:
+                text.stylize("dim")  # a reference row: what a strategy must beat
+            elif col == "score" and row.get("status") != "ok":
                 text.stylize("red")  # failed, partial or incomplete
             elif col == "score" and idx in best:
                 text.stylize("bold")
-            elif col == "task" and row["task"] == previous_task:
-                text = Text("")  # the task name once per group reads as a heading
             cells.append(text)
         # A rule between tasks keeps each task's rows visually together.
         table.add_row(*cells, end_section=_last_of_task(summary, idx))
@@ -99,7 +103,7 @@ def _last_of_task(summary: pd.DataFrame, idx: Any) -> bool:
 
 def print_summary(summary: pd.DataFrame, console: Console | None = None, title: str | None = None,
                   comparisons: pd.DataFrame | None = None, break_even: pd.DataFrame | None = None,
-                  prices: dict[str, Any] | None = None) -> None:
+                  prices: dict[str, Any] | None = None, latency: pd.DataFrame | None = None) -> None:
     console = console or Console()
     if summary.empty:
         console.print(Text("No results in this run."))
@@ -112,6 +116,7 @@ def print_summary(summary: pd.DataFrame, console: Console | None = None, title: 
         console.print(line)
     for task in dict.fromkeys(summary["task"]):
         lines = [describe(c) for c in task_records(comparisons, task)]
+        lines += [f"latency {fmt_latency_pair(c)}" for c in task_records(latency, task)]
         lines += [f"break-even {b['a']} vs {b['b']}: {b['meaning']}" for b in task_records(break_even, task)]
         for line in lines:
             console.print(Text(f"{task}: {line}"))

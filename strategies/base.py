@@ -15,10 +15,14 @@ Rules every strategy follows:
   in place, since it runs last.
 - A strategy is configured by its own dataclass, validated in `__post_init__`, built
   from a plain mapping via `from_options` (unknown keys are an error).
+- Each strategy module exports one `STRATEGY = StrategyDef(...)`: everything the
+  harness knows about it (its prediction-batch option, the code that shapes its
+  predictions, how its prepared artifacts are saved and loaded, what it needs from the
+  backend). The harness asks that object and keeps no table keyed by strategy name.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
@@ -39,6 +43,8 @@ class Budget:
     batch_size: int = 8
     # Opens a progress bar for a named phase: `with phase(budget.progress, "train", n) as bar`.
     progress: Any = None
+    # False (`bench run --no-cache`): a strategy's own caches (RAG's indexes) neither read nor write.
+    cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,43 @@ class Prediction:
     # How the answer was chosen: "logprobs" (labels scored) or "generate" (greedy text,
     # matched to the labels where the backend has no prompt log-probabilities).
     scoring: str | None = None
+
+
+@runtime_checkable
+class ArtifactStore(Protocol):
+    """How a strategy's prepared artifacts go to disk and back (bench/prepared.py
+    keys, checksums and places them). Safetensors and JSON only: never pickles."""
+
+    def save(self, artifacts: Artifacts, folder: Path) -> dict[str, Any]:
+        """Write into `folder` (it exists, empty); return plain facts for `load`."""
+        ...
+
+    def load(self, folder: Path, task: "Task", lm: "LM", facts: Mapping[str, Any]) -> Artifacts: ...
+
+
+@dataclass(frozen=True)
+class StrategyDef:
+    """What the harness knows about one strategy (one per strategy module, `STRATEGY`)."""
+
+    name: str
+    config: type  # the config dataclass; `build` validates options through it
+    build: Callable[[Mapping[str, Any]], "Strategy"]
+    predict_batch: str | None = None  # the config field a CUDA OOM in predict halves
+    # Modules whose source shapes this strategy's prepared artifacts and predictions: all
+    # of them go into cache keys (the backend's module is added by the harness).
+    code: tuple[str, ...] = ()
+    artifacts: ArtifactStore | None = None  # None: prepare is cheap and never cached
+    needs: frozenset[str] = frozenset()  # Capabilities names the backend must have
+    resources: Mapping[str, Any] = field(default_factory=lambda: {"num_cpus": 1})
+    changes_weights: bool = False
+    learns_from_train: bool = False
+
+    def __post_init__(self) -> None:
+        if self.predict_batch is not None and self.predict_batch not in {f.name for f in fields(self.config)}:
+            raise ValueError(f"strategy {self.name}: predict_batch {self.predict_batch!r} is not a field "
+                             f"of {self.config.__name__}")
+        object.__setattr__(self, "code", tuple(self.code))
+        object.__setattr__(self, "needs", frozenset(self.needs))
 
 
 @runtime_checkable

@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from bench.errors import BenchError
 from bench.options import config_from
-from strategies.base import Artifacts, Budget, Prediction
+from strategies.base import Artifacts, Budget, Prediction, StrategyDef
 from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens
 
 
@@ -46,3 +46,7 @@ class PromptingStrategy:
 
 def build(options: Mapping[str, Any] | None = None) -> PromptingStrategy:
     return PromptingStrategy(config_from(PromptingConfig, options or {}, "strategies.prompting"))
+
+
+STRATEGY = StrategyDef(name="prompting", config=PromptingConfig, build=build, predict_batch="batch_size",
+                       code=("strategies.prompting", "strategies.prompts"), learns_from_train=True)

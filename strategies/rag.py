@@ -11,6 +11,11 @@ Two modes, chosen by the task:
   demos_k nearest train examples as demonstrations, the most similar last (nearest
   the query). `retrieved_ids` are train example ids.
 
+`retriever` chooses how candidates are ranked: `dense` (FAISS over embeddings),
+`bm25` (lexical, bm25s) or `hybrid` (both, fused by reciprocal rank). Each cell's rows
+carry recall@k of the one it used; with `compare_retrievers: true` the facts also hold
+recall@top_k of all three on the validation split (`val_recall_at_k_<retriever>`).
+
 Vectors are L2-normalised, so the inner-product indexes rank by cosine. The built
 index and its chunk map are cached on disk by content (see `_cache_key`).
 """
@@ -33,11 +38,11 @@ from bench.errors import BenchError
 from bench.options import config_from
 from bench.paths import cache_dir
 from bench.progress import phase
-from strategies.base import Artifacts, Budget, Prediction
+from strategies.base import Artifacts, Budget, Prediction, StrategyDef
 from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens, user_message
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
-_CACHE_FORMAT = 1  # bump when the cached file layout or chunking rules change
+RETRIEVERS = ("dense", "bm25", "hybrid")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP] that the embedder adds around a chunk
 
 
@@ -62,6 +67,11 @@ class RagConfig:
     shots: int = 2
     max_train_examples: int | None = None  # cap on the dynamic few-shot pool
     cache: bool = True
+    # dense: FAISS over embeddings; bm25: lexical (bm25s); hybrid: both, fused by reciprocal rank.
+    retriever: str = "dense"
+    rrf_k: int = 60  # reciprocal rank fusion: score = sum of 1 / (rrf_k + rank) over the retrievers
+    # Also measure recall@top_k of all three retrievers on the validation split (corpus tasks).
+    compare_retrievers: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.shots, int) or self.shots < 0:
@@ -80,6 +90,10 @@ class RagConfig:
         if index not in INDEX_KINDS:
             raise BenchError(f"rag.index must be one of {', '.join(INDEX_KINDS)}, got {self.index!r}")
         object.__setattr__(self, "index", index)
+        if self.retriever not in RETRIEVERS:
+            raise BenchError(f"rag.retriever must be one of {', '.join(RETRIEVERS)}, got {self.retriever!r}")
+        if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 1:
+            raise BenchError(f"rag.rrf_k must be an integer >= 1, got {self.rrf_k!r}")
         if not isinstance(self.embedder, str) or not self.embedder.strip():
             raise BenchError("rag.embedder must name an embedder (an alias, folder or model id)")
 
@@ -159,8 +173,112 @@ def _tune(index: Any, config: RagConfig, fetch: int) -> None:
         ivf.nprobe = min(config.nprobe, ivf.nlist)
 
 
+# -- lexical and hybrid search -------------------------------------------------------
+def bm25_index(texts: Sequence[str]) -> Any:
+    import bm25s
+
+    index = bm25s.BM25()
+    index.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
+    return index
+
+
+def bm25_search(index: Any, n_docs: int, queries: Sequence[str], fetch: int) -> list[list[int]]:
+    """Best first; documents sharing no term with the query (score 0) are left out."""
+    import bm25s
+
+    rows, scores = index.retrieve(bm25s.tokenize(list(queries), stopwords="en", show_progress=False),
+                                  k=min(fetch, n_docs), show_progress=False)
+    return [[int(r) for r, sc in zip(row, score) if sc > 0] for row, score in zip(rows, scores)]
+
+
+def fuse(rankings: Sequence[Sequence[int]], k: int = 60) -> list[int]:
+    """Reciprocal rank fusion (Cormack et al. 2009): each list adds 1 / (k + rank)."""
+    score: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            score[item] = score.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(score, key=lambda item: (-score[item], item))
+
+
+def search(st: Mapping[str, Any], cfg: RagConfig, queries: Sequence[str], fetch: int,
+           retriever: str | None = None) -> list[list[int]]:
+    """Chunk rows best first for each query, by the configured (or given) retriever."""
+    retriever = retriever or cfg.retriever
+    dense = lexical = None
+    if retriever in ("dense", "hybrid"):
+        vectors = st["embedder"].encode(list(queries), batch_size=cfg.embed_batch_size)
+        _tune(st["index"], cfg, fetch)
+        _, rows = st["index"].search(np.ascontiguousarray(vectors, dtype=np.float32), fetch)
+        dense = [[int(r) for r in row if r >= 0] for row in rows]
+    if retriever in ("bm25", "hybrid"):
+        lexical = bm25_search(st["bm25"], len(st["texts"]), queries, fetch)
+    if retriever == "dense":
+        return dense
+    if retriever == "bm25":
+        return lexical
+    return [fuse([d, b], cfg.rrf_k)[:fetch] for d, b in zip(dense, lexical)]
+
+
+def distinct_documents(st: Mapping[str, Any], hits: Sequence[int], k: int) -> dict[str, int]:
+    """doc id -> its best chunk row, for the first k distinct documents among the hits."""
+    best: dict[str, int] = {}
+    for r in hits:
+        if len(best) < k:
+            best.setdefault(st["ids"][r], r)
+    return best
+
+
+def fetch_size(st: Mapping[str, Any], k: int) -> int:
+    # Chunks of one document crowd each other; fetch extra to find k distinct documents.
+    return min(st["index"].ntotal, k * 5 + 10 if st["mode"] == "corpus" else k)
+
+
+def retrieval_prompts(st: Mapping[str, Any], cfg: RagConfig, task, model, examples,
+                      exclude_self: bool = False) -> tuple[list[str], list[tuple[str, ...]], float]:
+    """The prompts `rag` answers with (passages or nearest demonstrations), the ids
+    retrieved for each, and the retrieval seconds per query. `exclude_self` leaves an
+    example out of its own demonstrations (training on train examples)."""
+    corpus = st["mode"] == "corpus"
+    k = cfg.top_k if corpus else cfg.demos_k
+    t0 = time.perf_counter()
+    rows = search(st, cfg, [ex.input for ex in examples], fetch_size(st, k + int(exclude_self)))
+    share = (time.perf_counter() - t0) / max(len(examples), 1)  # one batched call, shared per query
+    prompts, retrieved = [], []
+    for ex, hits in zip(examples, rows):
+        if corpus:
+            best = distinct_documents(st, hits, k)
+            passages = [st["texts"][r] for r in best.values()]
+            prompts.append(build_prompt(model, task, ex.input, passages=passages, reserve=reserve_tokens(task),
+                                        shots=st.get("shots", ())))
+            retrieved.append(tuple(best))
+        else:
+            pool = [st["examples"][r] for r in hits if not (exclude_self and st["examples"][r].id == ex.id)]
+            demos = list(reversed(pool[:k]))  # most similar last
+            prompts.append(build_prompt(model, task, ex.input, demos, reserve=reserve_tokens(task)))
+            retrieved.append(tuple(d.id for d in reversed(demos)))
+    return prompts, retrieved, share
+
+
+def recall_by_retriever(st: Mapping[str, Any], cfg: RagConfig, examples) -> dict[str, float]:
+    """recall@top_k of every retriever on examples with gold documents (validation):
+    the share whose gold document is among the top_k distinct documents retrieved."""
+    gold = [(ex, set(ex.meta.get("doc_ids") or ())) for ex in examples]
+    gold = [(ex, g) for ex, g in gold if g]
+    if st["mode"] != "corpus" or not gold:
+        return {}
+    out = {}
+    for retriever in RETRIEVERS:
+        rows = search(st, cfg, [ex.input for ex, _ in gold], fetch_size(st, cfg.top_k), retriever)
+        hits = [bool(g & set(distinct_documents(st, row, cfg.top_k))) for (_, g), row in zip(gold, rows)]
+        out[retriever] = round(sum(hits) / len(hits), 4)
+    return out
+
+
 def _cache_key(mode: str, content: str, embedder: Any, config: RagConfig) -> str:
-    parts = {"format": _CACHE_FORMAT, "mode": mode, "content": content, "embedder": fingerprint_of(embedder),
+    from bench.cache import code_version
+
+    # The code hash replaces a hand-bumped format number: editing chunking or the file layout misses.
+    parts = {"code": code_version(*STRATEGY.code), "mode": mode, "content": content, "embedder": fingerprint_of(embedder),
              "index": [config.index, config.flat_max, config.hnsw_m, config.ef_construction, config.ivf_nlist]}
     if mode == "corpus":
         parts["chunks"] = [config.chunk_tokens, config.chunk_overlap]
@@ -227,7 +345,8 @@ class RagStrategy:
             content = [[ex.id, ex.input] for ex in pool]
         digest = hashlib.sha256(json.dumps(content).encode()).hexdigest()
         path = cache_dir("indexes") / f"{_cache_key(mode, digest, embedder, cfg)}.npz"
-        loaded = _load(path) if cfg.cache and path.exists() else None
+        use_cache = cfg.cache and budget.cache
+        loaded = _load(path) if use_cache and path.exists() else None
         if loaded is None:
             if mode == "corpus":
                 chunks = chunk_documents(items, getattr(embedder, "tokenizer", None), cfg.chunk_tokens,
@@ -241,22 +360,26 @@ class RagStrategy:
                 raise BenchError(f"rag: the corpus of task {task.name!r} has no text to index")
             vectors = self._embed(embedder, meta["texts"], budget.progress, mode)
             index, meta["index"] = build_index(vectors, cfg)
-            if cfg.cache:
+            if use_cache:
                 _save(path, index, meta)
         else:
             index, meta = loaded
         by_id = {ex.id: ex for ex in pool or ()}
         state = {"index": index, "texts": meta["texts"], "ids": meta["ids"], "embedder": embedder,
                  "mode": mode, "examples": [by_id.get(i) for i in meta["ids"]] if pool else []}
+        if cfg.retriever != "dense" or (cfg.compare_retrievers and mode == "corpus"):
+            state["bm25"] = bm25_index(meta["texts"])
         info = {"mode": mode, "index": meta["index"], "n_documents": meta["n_documents"],
                 "n_chunks": len(meta["ids"]), "dim": int(index.d), "embedder": getattr(embedder, "name", ""),
                 "build_s": round(time.perf_counter() - t0, 4), "cached": loaded is not None,
                 "k": cfg.top_k if mode == "corpus" else cfg.demos_k, "cache_key": path.stem,
-                "index_sha256": _index_sha256(index)}
+                "index_sha256": _index_sha256(index), "retriever": cfg.retriever}
         if mode == "corpus":
             state["shots"] = self._context_shots(task, state, budget.seed)
             info.update(chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap,
                         shots=len(state["shots"]))
+            val = list(task.validation)[:64] if cfg.compare_retrievers else []
+            info.update({f"val_recall_at_k_{name}": value for name, value in recall_by_retriever(state, cfg, val).items()})
         return Artifacts(self.name, model, task, state=state, info=info)
 
     def _context_shots(self, task, state: dict, seed: int) -> list[tuple[str, str]]:
@@ -294,36 +417,16 @@ class RagStrategy:
     def predict(self, artifacts: Artifacts, examples, progress=None) -> list[Prediction]:
         if not examples:
             return []
-        cfg, st = self.config, artifacts.state
-        task, model, corpus = artifacts.task, artifacts.model, st["mode"] == "corpus"
-        k = cfg.top_k if corpus else cfg.demos_k
-        # Chunks of one document crowd each other; fetch extra to find k distinct documents.
-        fetch = min(st["index"].ntotal, k * 5 + 10 if corpus else k)
-        t0 = time.perf_counter()
-        queries = st["embedder"].encode([ex.input for ex in examples], batch_size=cfg.embed_batch_size)
-        _tune(st["index"], cfg, fetch)
-        _, rows = st["index"].search(np.ascontiguousarray(queries, dtype=np.float32), fetch)
-        share = (time.perf_counter() - t0) / len(examples)  # one batched call, shared per query
-        prompts, retrieved = [], []
-        for ex, hits in zip(examples, rows):
-            hits = [int(r) for r in hits if r >= 0]
-            if corpus:
-                best: dict[str, int] = {}
-                for r in hits:
-                    if len(best) < k:
-                        best.setdefault(st["ids"][r], r)
-                passages = [st["texts"][r] for r in best.values()]
-                prompts.append(build_prompt(model, task, ex.input, passages=passages, reserve=reserve_tokens(task),
-                                            shots=st.get("shots", ())))
-                retrieved.append(tuple(best))
-            else:
-                demos = [st["examples"][r] for r in reversed(hits[:k])]  # most similar last
-                prompts.append(build_prompt(model, task, ex.input, demos, reserve=reserve_tokens(task)))
-                retrieved.append(tuple(d.id for d in reversed(demos)))
-        return predict_prompts(model, task, examples, prompts, cfg.batch_size, retrieved=retrieved,
+        task, model = artifacts.task, artifacts.model
+        prompts, retrieved, share = retrieval_prompts(artifacts.state, self.config, task, model, examples)
+        return predict_prompts(model, task, examples, prompts, self.config.batch_size, retrieved=retrieved,
                                extra_latency=[share] * len(examples), progress=progress)
 
 
 def build(options: Mapping[str, Any] | None = None) -> RagStrategy:
     return RagStrategy(config_from(RagConfig, options or {}, "strategies.rag"))
 
+
+
+STRATEGY = StrategyDef(name="rag", config=RagConfig, build=build, predict_batch="batch_size",
+                       code=("strategies.rag", "strategies.prompts", "bench.embedder"), learns_from_train=True)

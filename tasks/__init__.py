@@ -11,9 +11,12 @@ TASKS = Registry("task", {
 
 
 def load_task(name: str, seed: int = 0):
-    """A built-in task by name, or a user task from a YAML spec path."""
+    """A built-in task by name, or a user task from a YAML spec path; degenerate data
+    (one class, labels equal up to case) is warned about (`tasks.checks`)."""
+    from tasks.checks import warn_degenerate
+
     if name.endswith((".yaml", ".yml")):
         from tasks.user_spec import load_spec
 
-        return load_spec(name, seed=seed)
-    return TASKS.load(name)(seed=seed)
+        return warn_degenerate(load_spec(name, seed=seed))
+    return warn_degenerate(TASKS.load(name)(seed=seed))

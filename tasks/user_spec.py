@@ -9,16 +9,30 @@
     test: data/test.csv                 # validation/test optional: carved from train
     split: {ratios: [0.8, 0.1, 0.1], seed: 0}
     fields: {input: text, target: team, id: ticket_id}
+    # qa only, both optional: every accepted answer, and the gold documents' ids
+    # fields: {input: question, answers: answers, doc_ids: gold}
     corpus: docs/**/*.md                # or a list of globs; .txt/.md/.jsonl files
     max_new_tokens: 16
 
 Rules:
-- YAML holds data only: `yaml.safe_load`, and unknown keys are rejected by name
+- YAML holds data only (`bench.yamlio`: bounded, no duplicate keys), and unknown keys are rejected by name
   (with a close match, if any) so a typo never silently drops a setting.
 - Every data problem is a `DataError` naming the file, the line and the field, so
   the CLI prints one actionable line, never a traceback.
 - Ids must be unique across all splits (a duplicate is how leakage shows up);
   rows without an id get "<file name>:<line>".
+- Paths stay where the user put them: data files and corpus globs resolve inside the
+  spec's folder (symlinks followed, then checked); an absolute path, a `..` or a
+  symlink leading elsewhere is refused unless that folder is allowed with
+  `bench run --allow-path DIR` (the `ADAPTBENCH_ALLOW_PATHS` variable, `os.pathsep`
+  separated), a choice of the person running the bench, never of the spec.
+- `fields.answers` names a list field of accepted answers (QA): exact match and F1
+  take the best over them; without a `target` column the first answer is the target.
+  `fields.doc_ids` names the ids of the documents holding the answer (a list, or one
+  string), which must be corpus document ids (a .md/.txt file's path relative to the
+  spec, or a corpus .jsonl row's `id`); they give recall@k and the retrieval-miss vs
+  generation-miss split. In JSONL both are JSON lists (or one string); in CSV a cell
+  holds the items separated by `LIST_SEPARATOR` ("|"), or a JSON list (`["a", "b"]`).
 - Test order is mixed by a seeded shuffle (by label for classification): the runner
   takes the first N test examples for `--limit N`, and a file sorted by label
   would otherwise test one label only.
@@ -34,15 +48,17 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-import yaml
-
+from bench import yamlio
 from bench.errors import DataError
+from bench.jsonl import loads_bounded
 from tasks.model import KINDS, METRICS, Document, Example, Task
 from tasks.splits import DEFAULT_RATIOS, check_ratios, mix_order, stratified_split
 
 SPEC_KEYS = ("name", "kind", "instruction", "labels", "metric", "train", "validation", "test", "fields", "split",
              "corpus", "max_new_tokens")
-FIELD_KEYS = ("input", "target", "id")
+FIELD_KEYS = ("input", "target", "id", "answers", "doc_ids")
+LIST_FIELDS = ("answers", "doc_ids")  # optional: read only when the spec names them
+LIST_SEPARATOR = "|"
 SPLIT_KEYS = ("ratios", "seed")
 SPLITS = ("train", "validation", "test")
 DEFAULT_INSTRUCTIONS = {"classification": "Classify the input. Answer with one of the labels.",
@@ -54,21 +70,10 @@ class _Spec:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise DataError("task spec not found", path=path) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(f"not UTF-8 text (byte offset {exc.start})", path=path) from None
-        try:
-            self.data = yaml.safe_load(text)
-            self.lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            raise DataError(f"not valid YAML: {getattr(exc, 'problem', None) or exc}", path=path,
-                            line=mark.line + 1 if mark else None) from None
-        if not isinstance(self.data, dict):
+        doc = yamlio.load_file(path)  # bounded, duplicate keys refused, data only
+        if not isinstance(doc.data, dict):
             raise DataError("a task spec must be a YAML mapping (key: value lines)", path=path)
+        self.data, self.lines = doc.data, doc.lines
 
     def error(self, key: str, message: str) -> DataError:
         return DataError(message, path=self.path, line=self.lines.get(key), field=key)
@@ -97,16 +102,6 @@ class _Spec:
         return value
 
 
-def _key_lines(node: Any, prefix: str = "") -> dict[str, int]:
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            name = f"{prefix}{key.value}"
-            lines[name] = key.start_mark.line + 1
-            lines.update(_key_lines(value, name + "."))
-    return lines
-
-
 def _utf8(raw: bytes, path: Path, line: int, offset: int) -> str:
     try:
         return raw.decode("utf-8")
@@ -125,9 +120,11 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
             if not text.strip():
                 continue
             try:
-                row = json.loads(text)
+                row = loads_bounded(text)
             except json.JSONDecodeError as exc:
                 raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=number) from None
+            except ValueError as exc:  # nested past the limit
+                raise DataError(f"refused: {exc}", path=path, line=number) from None
             if not isinstance(row, dict):
                 raise DataError(f"each line must be a JSON object, got {type(row).__name__}", path=path, line=number)
             yield number, row
@@ -172,10 +169,69 @@ def _field(row: dict, name: str, path: Path, line: int) -> str:
     return str(value).strip()
 
 
+def allowed_roots(spec_dir: Path) -> list[Path]:
+    """The folders a spec may read from: its own, plus those the user allowed."""
+    extra = [Path(p).expanduser().resolve() for p in os.environ.get("ADAPTBENCH_ALLOW_PATHS", "").split(os.pathsep)
+             if p.strip()]
+    return [spec_dir.resolve(), *extra]
+
+
+def _inside(path: Path, roots: list[Path]) -> bool:
+    real = path.resolve()
+    return any(real == root or root in real.parents for root in roots)
+
+
+def _outside_message(shown: str, path: Path, base: Path) -> str:
+    return (f"{shown} resolves to {path.resolve()}, outside the spec's folder {base}; a task spec reads only "
+            "files under its own folder (a symlink or '..' does not change that). Move the file there, or allow "
+            "its folder with `bench run --allow-path DIR`")
+
+
+def _list_field(row: dict, name: str, path: Path, line: int) -> list[str]:
+    """A list of non-empty strings from a JSON list, one string, or a CSV cell split on
+    `LIST_SEPARATOR` (or holding a JSON list)."""
+    value = row.get(name)
+    if value is None:
+        raise DataError(f"missing field (this row has: {', '.join(map(str, row)) or 'nothing'})",
+                        path=path, line=line, field=name)
+    if isinstance(value, str) and path.suffix.lower() == ".csv":
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = loads_bounded(text)
+            except ValueError as exc:
+                raise DataError(f"starts with '[' but is not a JSON list ({exc}); write a|b|c or a JSON list",
+                                path=path, line=line, field=name) from None
+        else:
+            value = text.split(LIST_SEPARATOR)
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list):
+        raise DataError(f"must be a list of strings, got {type(value).__name__}", path=path, line=line, field=name)
+    items = []
+    for i, item in enumerate(value, 1):
+        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
+            raise DataError(f"item {i} must be a string, got {type(item).__name__}", path=path, line=line, field=name)
+        if not str(item).strip():
+            raise DataError(f"item {i} is empty", path=path, line=line, field=name)
+        items.append(str(item).strip())
+    if not items:
+        raise DataError("is an empty list", path=path, line=line, field=name)
+    return list(dict.fromkeys(items))
+
+
 def _resolve(spec: _Spec, key: str, value: Any) -> Path:
-    path = spec.path.parent / spec.text(key, value)
+    text = spec.text(key, value)
+    base = spec.path.parent
+    roots = allowed_roots(base)
+    if Path(text).expanduser().is_absolute() and not _inside(Path(text).expanduser(), roots[1:]):
+        raise spec.error(key, f"absolute path {text!r}: paths are relative to the spec's folder; allow another "
+                         "folder with `bench run --allow-path DIR`")
+    path = base / Path(text).expanduser()
     if not path.is_file():
         raise spec.error(key, f"file not found: {path} (paths are relative to the spec's folder)")
+    if not _inside(path, roots):
+        raise spec.error(key, _outside_message(repr(text), path, base))
     if path.suffix.lower() not in (".jsonl", ".csv"):
         raise spec.error(key, f"{path.name}: use a .jsonl or .csv file")
     return path
@@ -187,9 +243,20 @@ def _read_split(spec: _Spec, split: str, fields: dict[str, str], labels: tuple[s
     rows = read_jsonl(path) if path.suffix.lower() == ".jsonl" else read_csv(path)
     explicit_id = "id" in (spec.data.get("fields") or {})
     examples = []
+    given = spec.data.get("fields") or {}
     for line, row in rows:
         text = _field(row, fields["input"], path, line)
-        target = _field(row, fields["target"], path, line)
+        meta: dict[str, Any] = {"source": f"{path.name}:{line}"}
+        answers = _list_field(row, fields["answers"], path, line) if "answers" in given else None
+        if answers is not None and "target" not in given and fields["target"] not in row:
+            target = answers[0]  # no target column: the first accepted answer is canonical
+        else:
+            target = _field(row, fields["target"], path, line)
+        if answers is not None:
+            meta["answers"] = list(dict.fromkeys([target, *answers]))
+        if "doc_ids" in given:
+            meta["doc_ids"] = _list_field(row, fields["doc_ids"], path, line)
+            meta["doc_ids_at"] = [str(path), line]
         if labels and target not in labels:
             close = [lab for lab in labels if lab.lower() == target.lower()]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -200,7 +267,7 @@ def _read_split(spec: _Spec, split: str, fields: dict[str, str], labels: tuple[s
             raise DataError(f"duplicate id {ex_id!r}, first seen at {seen[ex_id]}; ids must be unique across "
                             "train, validation and test", path=path, line=line, field=fields["id"])
         seen[ex_id] = f"{path}:{line}"
-        examples.append(Example(ex_id, text, target, {"source": f"{path.name}:{line}"}))
+        examples.append(Example(ex_id, text, target, meta))
     if not examples:
         raise DataError(f"no examples in this file (the {split} split)", path=path)
     return examples
@@ -211,10 +278,18 @@ def _read_corpus(spec: _Spec, value: Any) -> list[Document]:
     docs: dict[str, tuple[Document, str]] = {}
     for pattern in patterns:
         pattern = spec.text("corpus", pattern)
-        files = sorted(Path(f) for f in glob.glob(str(spec.path.parent / pattern), recursive=True) if os.path.isfile(f))
+        base = spec.path.parent
+        roots = allowed_roots(base)
+        if Path(pattern).expanduser().is_absolute() and not _inside(Path(pattern).expanduser().parent, roots[1:]):
+            raise spec.error("corpus", f"absolute pattern {pattern!r}: corpus globs are relative to the spec's "
+                             "folder; allow another folder with `bench run --allow-path DIR`")
+        files = sorted(Path(f) for f in glob.glob(str(base / Path(pattern).expanduser()), recursive=True)
+                       if os.path.isfile(f))
         if not files:
             raise spec.error("corpus", f"pattern {pattern!r} matched no files (relative to {spec.path.parent})")
         for path in files:
+            if not _inside(path, roots):
+                raise spec.error("corpus", _outside_message(f"{pattern!r} matched {path}, which", path, base))
             for doc, where in _documents(path, spec.path.parent):
                 if doc.id in docs:
                     raise DataError(f"duplicate document id {doc.id!r}, first seen at {docs[doc.id][1]}",
@@ -270,6 +345,12 @@ def _load(spec: _Spec, seed: int) -> Task:
             raise spec.error("fields", "must be a mapping like {input: text, target: label}")
         spec.check_keys(data["fields"], FIELD_KEYS, "fields.")
         fields.update({k: spec.text(f"fields.{k}", v) for k, v in data["fields"].items()})
+        for key in LIST_FIELDS:
+            if key in data["fields"] and kind != "qa":
+                raise spec.error(f"fields.{key}", f"applies to qa tasks only, not {kind}")
+        if "doc_ids" in data["fields"] and data.get("corpus") is None:
+            raise spec.error("fields.doc_ids", "gold document ids need a corpus: add `corpus:` (the documents "
+                             "RAG retrieves from, whose ids these are)")
     split = data.get("split") or {}
     if not isinstance(split, dict):
         raise spec.error("split", "must be a mapping like {ratios: [0.8, 0.1, 0.1], seed: 0}")
@@ -301,15 +382,35 @@ def _load(spec: _Spec, seed: int) -> Task:
             if not parts[s]:
                 raise spec.error("split.ratios", f"split {s!r} is empty: {len(pool)} train examples are too few "
                                  f"for ratios {list(ratios)}; add examples, give a {s} file or change split.ratios")
+    corpus = _read_corpus(spec, data["corpus"]) if data.get("corpus") is not None else None
+    if corpus is not None and "doc_ids" in (data.get("fields") or {}):
+        _check_doc_ids(parts, {d.id for d in corpus}, fields["doc_ids"])
     try:
         return Task(name=spec.text("name", data.get("name"), spec.path.stem), kind=kind,
                     instruction=spec.text("instruction", data.get("instruction"), DEFAULT_INSTRUCTIONS[kind]),
                     labels=labels, train=parts["train"], validation=parts["validation"],
                     test=mix_order(parts["test"], lambda ex: ex.target if labels else "", seed),
-                    corpus=_read_corpus(spec, data["corpus"]) if data.get("corpus") is not None else None,
+                    corpus=corpus,
                     metric=metric, source=str(spec.path), max_new_tokens=_max_new_tokens(spec, data))
     except ValueError as exc:
         raise DataError(str(exc), path=spec.path) from None
+
+
+def _check_doc_ids(parts: dict[str, list[Example]], known: set[str], field: str) -> None:
+    """Every gold document id names a corpus document (else recall@k would count a typo
+    as a retrieval miss); drops the bookkeeping of where each list was read."""
+    for split, examples in parts.items():
+        for i, ex in enumerate(examples):
+            meta = dict(ex.meta)
+            where = meta.pop("doc_ids_at", None)
+            missing = [d for d in meta.get("doc_ids", []) if d not in known]
+            if missing:
+                close = difflib.get_close_matches(missing[0], sorted(known), 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise DataError(f"document id {missing[0]!r} is not in the corpus{hint}; ids are a .md/.txt file's "
+                                "path relative to the spec, or a corpus .jsonl row's id",
+                                path=where[0] if where else None, line=where[1] if where else None, field=field)
+            examples[i] = Example(ex.id, ex.input, ex.target, meta)
 
 
 def _max_new_tokens(spec: _Spec, data: dict) -> int:

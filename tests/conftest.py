@@ -19,7 +19,7 @@ def _private_work_cache(tmp_path_factory, monkeypatch):
     root = tmp_path_factory.mktemp("work-cache")
 
     def cache_dir(*parts):
-        if parts and parts[0] in ("adapters", "predictions"):
+        if parts and parts[0] in ("prepared", "predictions"):
             path = root.joinpath(*parts)
             path.mkdir(parents=True, exist_ok=True)
             return path

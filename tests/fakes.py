@@ -136,3 +136,21 @@ def toy_qa() -> Task:
                 for i, (name, colour) in enumerate(facts)]
     return Task(name="toy-facts", kind="qa", instruction="Answer the question.", train=examples[:4],
                 validation=examples[4:6], test=examples[6:], corpus=corpus, metric="f1", max_new_tokens=8)
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The config of a test strategy that takes none."""
+
+
+def fake_definition(name: str, build, **kw):
+    """A `StrategyDef` for a test double strategy built by `build(options)`."""
+    from strategies.base import StrategyDef
+
+    def checked(options):
+        from bench.options import config_from
+
+        config_from(NoOptions, options or {}, name)
+        return build(options)
+
+    return StrategyDef(name=name, config=NoOptions, build=checked, **kw)

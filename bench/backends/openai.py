@@ -19,7 +19,6 @@ How each `LM` call becomes requests (one request per query, `max_connections` at
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -33,6 +32,7 @@ from typing import Any, Callable, Sequence
 
 from bench.backends import chat
 from bench.backends.http import Client, ServerError
+from bench.backends.labels import NoPromptLogprobs, label_logprob, match_label
 from bench.errors import BenchError
 from bench.lm import Capabilities, ChoiceScores, Generation, Progress
 
@@ -40,10 +40,6 @@ CHAT_PREFIX = "\x1eadaptbench-chat\x1e"  # a prompt that is a serialized convers
 _CHARS_PER_TOKEN = 4  # token estimate without a local tokenizer; the server's usage is what is stored
 _CLASSIFY_TOKENS = 8  # new tokens for a label chosen by generation (as strategies.prompts reserves)
 _MEMO_SIZE = 4096  # prompts whose token ids are remembered (counted to fit, then sent)
-
-
-class NoPromptLogprobs(Exception):
-    pass
 
 
 class OpenAIBackend:
@@ -87,6 +83,10 @@ class OpenAIBackend:
             return len(self.encode(text))
         if text.startswith(CHAT_PREFIX):
             turns = json.loads(text[len(CHAT_PREFIX):])
+            if self.tokenizer is not None and chat.has_chat_template(self.tokenizer):  # chat: true with a tokenizer
+                with self._state["lock"]:
+                    rendered = self.tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+                return len(self.encode(rendered))
             return sum(math.ceil(len(t["content"]) / _CHARS_PER_TOKEN) + 4 for t in turns)
         return math.ceil(len(text) / _CHARS_PER_TOKEN)
 
@@ -195,7 +195,7 @@ class OpenAIBackend:
             raise NoPromptLogprobs(f"{len(rows)} choices back for {len(choices)} prompts")
         scores, prompt_tokens = [], 0
         for choice_text, row in zip(choices, rows):
-            total, n_prompt = _label_logprob(row.get("logprobs") or {}, len(prompt), len(prompt + choice_text))
+            total, n_prompt = label_logprob(row.get("logprobs") or {}, len(prompt), len(prompt + choice_text))
             scores.append(total)
             prompt_tokens = n_prompt
         if self.tokenizer is not None:
@@ -261,43 +261,6 @@ class OpenAIBackend:
         return twin
 
 
-def _label_logprob(logprobs: dict, prompt_chars: int, full_chars: int) -> tuple[float, int]:
-    """(summed log-probability of the tokens overlapping the label, tokens before it)."""
-    offsets, values = logprobs.get("text_offset"), logprobs.get("token_logprobs")
-    if not offsets or not values or len(offsets) != len(values):
-        raise NoPromptLogprobs("the server returned no prompt log-probabilities")
-    total, n_prompt, found = 0.0, 0, False
-    for i, (start, value) in enumerate(zip(offsets, values)):
-        end = offsets[i + 1] if i + 1 < len(offsets) else math.inf
-        if start >= full_chars:
-            break  # the generated token after the echo
-        if end <= prompt_chars:
-            n_prompt += 1
-            continue
-        if value is None:
-            raise NoPromptLogprobs("the label's first token has no log-probability")
-        total, found = total + float(value), True
-    if not found:
-        raise NoPromptLogprobs("no token of the label came back")
-    return total, n_prompt
-
-
-def match_label(text: str, labels: Sequence[str]) -> int:
-    """The label a generated answer names: exact, then prefix, then the earliest
-    mentioned, then the closest spelling (index 0 when nothing is close)."""
-    norm = lambda s: re.sub(r"[^\w\s-]", "", s.lower()).strip()  # noqa: E731
-    said, names = norm(text), [norm(label) for label in labels]
-    for test in (lambda n: said == n, lambda n: said.startswith(n)):
-        hits = [j for j, n in enumerate(names) if test(n)]
-        if hits:
-            return max(hits, key=lambda j: len(names[j]))
-    places = [(m.start(), j) for j, n in enumerate(names) if (m := re.search(rf"\b{re.escape(n)}\b", said))]
-    if places:
-        return min(places)[1]
-    close = difflib.get_close_matches(said.split()[0] if said.split() else "", names, n=1, cutoff=0.6)
-    return names.index(close[0]) if close else 0
-
-
 def _folder_sha256(folder: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
@@ -312,10 +275,12 @@ def load(spec, ctx) -> OpenAIBackend:
     return connect(spec.options, ctx, spec.label)
 
 
-def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
+def connect(options, ctx, name: str | None = None, where: Any = None) -> OpenAIBackend:
     """An `OpenAIBackend` for `options` (an `OpenAIOptions`), checked against the server:
     it answers, the key is accepted, and it serves `options.model`. A managed server
-    (the vllm entry) calls this with the URL it started."""
+    (the vllm entry) calls this with the URL it started; its port changes every start,
+    so it passes `where` (e.g. "managed vllm"), which stands for the URL in the
+    fingerprint: the same engine and weights on another port reuse cached predictions."""
     name = name or f"openai:{options.model}"
     key = _api_key(options, name)
     client = Client(options.base_url, options.model, key, options.timeout_s, options.max_retries,
@@ -338,7 +303,7 @@ def connect(options, ctx, name: str | None = None) -> OpenAIBackend:
         tokenizer, tok_sha = _tokenizer(options, ctx)
         limit = options.max_context or min(ctx.max_context, int(facts.get("max_model_len") or ctx.max_context))
         endpoint = "chat/completions" if options.uses_chat_endpoint else "completions"
-        identity = {"base_url": options.base_url, "model": options.model, "server": facts, "endpoint": endpoint,
+        identity = {"base_url": options.base_url if where is None else where, "model": options.model, "server": facts, "endpoint": endpoint,
                     "tokenizer_sha256": tok_sha, "max_context": limit}
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
         extra = {"backend": "openai", "base_url": options.base_url, "served_model": options.model,

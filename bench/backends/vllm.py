@@ -142,7 +142,7 @@ def load(spec: Any, ctx: Any):
     lm = connect(OpenAIOptions(model=served_name, base_url=server.base_url, tokenizer=str(folder),
                                weights=options.model, adapters=options.enable_lora,
                                max_connections=options.max_connections, timeout_s=options.request_timeout_s),
-                 ctx, spec.label)
+                 ctx, spec.label, where="managed vllm")  # its port changes every start: not in the fingerprint
     lm.extra.update({"backend": "vllm", "engine": f"vllm {server_version(server)}", "dtype": options.dtype,
                      "server_log": str(log_path), "server_startup_s": round(server.startup_s or 0.0, 1)})
     return lm

@@ -55,3 +55,13 @@ def test_summary_prices_each_backend_its_own_way(tmp_path, toy_tasks):
         assert local["cost_per_1k_usd"] == pytest.approx(cost_per_1k_queries(local["queries_per_s"],
                                                                              local["price_usd_per_hour"]))
         assert "over the measured throughput" in local["cost_basis"]
+
+
+def test_a_hosted_api_without_a_price_entry_is_an_unknown_cost_not_a_free_one():
+    from bench.cost import hosted_cost_per_1k
+
+    cost, why = hosted_cost_per_1k(120.0, 4.0, None)
+    assert math.isnan(cost) and "price" in why
+    cost, why = hosted_cost_per_1k(120.0, 4.0, "gpt-4o")
+    assert cost == pytest.approx(1000 * (120 * 2.50 + 4 * 10.00) / 1e6) and "2026-11" in why
+    assert serving_basis({"backend": "openai", "spec": {"base_url": "http://127.0.0.1:9/v1", "hosted": True}}) == "api"

@@ -6,7 +6,8 @@ import pytest
 
 from bench.backends import LoadContext, ModelSpec
 from bench.backends.entries import OpenAIOptions
-from bench.backends.openai import CHAT_PREFIX, connect, match_label
+from bench.backends.labels import match_label
+from bench.backends.openai import CHAT_PREFIX, connect
 from bench.errors import BenchError
 from fake_openai import FakeOpenAIServer, label_logprob, reply_for
 from fakes import tiny_tokenizer
@@ -160,6 +161,10 @@ def test_the_fingerprint_follows_the_server_and_the_model(tok_dir):
                   _lm(a.url).fingerprint]
         facts = _lm(a.url).extra["server"]
     assert prints[0] == prints[1] and len(set(prints)) == 4
+    with FakeOpenAIServer() as d, FakeOpenAIServer() as e:  # one managed engine, restarted on another port
+        managed = [connect(OpenAIOptions(model="smol", base_url=x.url), QUIET, where="managed").fingerprint
+                   for x in (d, e)]
+        assert managed[0] == managed[1] != _lm(d.url).fingerprint
     assert facts == {"id": "smol", "root": "/models/smol", "max_model_len": 2048, "owned_by": None,
                      "version": "0.0.fake"}
 
@@ -267,3 +272,11 @@ def test_through_a_server_over_the_same_weights_answers_equal_the_hf_backend(tmp
         assert g.prompt_tokens == w.prompt_tokens and g.method == "logprobs"
     assert [(g.text, g.prompt_tokens, g.completion_tokens) for g in gen] == [
         (r.text, r.prompt_tokens, r.completion_tokens) for r in ref]
+
+
+def test_chat_endpoint_with_a_local_tokenizer_counts_tokens_exactly(server, tok_dir):
+    lm = _lm(server.url, tokenizer=tok_dir, chat=True)
+    prompt = lm.render("What colour is the sky?")
+    assert prompt.startswith(CHAT_PREFIX)
+    rendered = _lm(server.url, tokenizer=tok_dir).render("What colour is the sky?")
+    assert lm.count_tokens(prompt) == lm.count_tokens(rendered) == len(lm.encode(rendered))

@@ -11,7 +11,7 @@ import tasks as tasks_pkg
 from bench.config import RunConfig
 from bench.runner import Runner
 from bench.store import read_jsonl
-from fakes import FakeHandle, toy_classification, toy_qa
+from fakes import FakeHandle, fake_definition, toy_classification, toy_qa
 from strategies import STRATEGIES
 
 
@@ -29,6 +29,9 @@ def build_boom(options):
     return Boom()
 
 
+BOOM = fake_definition("boom", build_boom)
+
+
 @pytest.fixture
 def fake_world(monkeypatch):
     calls = {"load_lm": 0}
@@ -40,7 +43,7 @@ def fake_world(monkeypatch):
     monkeypatch.setattr(bench.backends, "load_lm", load_lm)
     monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: {"toy-cls": toy_classification,
                                                                       "toy-qa": toy_qa}[name]())
-    monkeypatch.setitem(STRATEGIES._table, "boom", f"{__name__}:build_boom")
+    monkeypatch.setitem(STRATEGIES._table, "boom", f"{__name__}:BOOM")
     monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-cls", "fakes:toy_classification")
     monkeypatch.setitem(tasks_pkg.TASKS._table, "toy-qa", "fakes:toy_qa")
     return calls

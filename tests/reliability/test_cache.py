@@ -17,6 +17,7 @@ from bench.runner import Runner
 from bench.store import RunStore, read_jsonl
 from conftest import CountingHandle
 from fakes import HashingEmbedder, toy_classification, toy_qa
+from strategies import definition
 
 
 class SlowHandle(CountingHandle):
@@ -84,7 +85,7 @@ def test_prediction_key_changes_with_every_input(fake_handle):
 
     strategy = build({})
     task = toy_qa()
-    args = dict(strategy_name="prompting", module="strategies.prompting", config=strategy_config(strategy, {}),
+    args = dict(definition=definition("prompting"), config=strategy_config(strategy, {}),
                 handle=fake_handle, task_fingerprint=task.fingerprint(), seed=0, train_limit=100, batch_size=8)
     base = prediction_key(**args)
     other_task = dataclasses.replace(task, test=task.test[:1])
@@ -92,7 +93,8 @@ def test_prediction_key_changes_with_every_input(fake_handle):
                dict(handle=dataclasses.replace(fake_handle, device="cuda")),
                dict(task_fingerprint=other_task.fingerprint()),
                dict(config=strategy_config(build({"shots": 2}), {})), dict(seed=1), dict(train_limit=50),
-               dict(batch_size=4), dict(module="strategies.rag")]  # another strategy's code
+               dict(batch_size=4),  # another strategy's code:
+               dict(definition=dataclasses.replace(definition("prompting"), code=("strategies.rag",)))]
     keys = {prediction_key(**{**args, **c}) for c in changes}
     assert base not in keys and len(keys) == len(changes)
     assert prediction_key(**args) == base
@@ -148,8 +150,8 @@ def test_adapter_cache_serves_training_with_its_original_time(tmp_path, monkeypa
     assert [r["output"] for r in RunStore(second).read_rows()] == [r["output"] for r in RunStore(first).read_rows()]
 
     # A damaged cached adapter is detected by its sha256 and trained again, never loaded.
-    (entry,) = list(cache_mod.cache_dir("adapters").iterdir())
-    weights = entry / "adapter" / "adapter_model.safetensors"
+    (entry,) = list(cache_mod.cache_dir("prepared").iterdir())
+    weights = entry / "data" / "weights" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8] + b"\0" * 8)
     third = Runner(_cfg(tmp_path, "l3", **cfg), log=lambda *_: None).run()
     assert read_jsonl(third / "cells.jsonl")[0]["prepare_cached"] is False
@@ -158,17 +160,21 @@ def test_adapter_cache_serves_training_with_its_original_time(tmp_path, monkeypa
 def test_adapter_key_covers_model_task_config_seed_and_limit():
     from bench.prepared import prepare_key
 
-    args = ("lora", {"r": 8}, "model:a", "task:a", 0, 100, "cpu")
+    lora = definition("lora")
+    args = (lora, {"r": 8}, "model:a", "task:a", 0, 100, "cpu")
     base = prepare_key(*args)
-    variants = [("lora", {"r": 4}, *args[2:]), (*args[:2], "model:b", *args[3:]), (*args[:3], "task:b", *args[4:]),
-                (*args[:4], 1, *args[5:]), (*args[:5], 50, "cpu"), (*args[:6], "cuda")]
-    assert base not in {prepare_key(*v) for v in variants} and len({prepare_key(*v) for v in variants}) == 6
-    assert prepare_key("prompting", *args[1:]) is None  # cheap prepares are not cached
+    other_code = dataclasses.replace(lora, code=(*lora.code, "strategies.rag"))
+    variants = [(lora, {"r": 4}, *args[2:]), (*args[:2], "model:b", *args[3:]), (*args[:3], "task:b", *args[4:]),
+                (*args[:4], 1, *args[5:]), (*args[:5], 50, "cpu"), (*args[:6], "cuda"), (other_code, *args[1:]),
+                (*args, ("bench.embedder",))]
+    keys = {prepare_key(*v) for v in variants}
+    assert base not in keys and len(keys) == len(variants)
+    assert prepare_key(definition("prompting"), *args[1:]) is None  # cheap prepares are not cached
 
 
 def test_cache_list_and_prune(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path))
-    old, new = tmp_path / "predictions" / "old.jsonl", tmp_path / "adapters" / "new"
+    old, new = tmp_path / "predictions" / "old.jsonl", tmp_path / "prepared" / "new"
     old.parent.mkdir(parents=True)
     old.write_text("x" * 1000)
     new.mkdir(parents=True)
@@ -176,7 +182,7 @@ def test_cache_list_and_prune(tmp_path, monkeypatch, capsys):
     os.utime(old, (time.time() - 10 * 86400,) * 2)
     assert bench.cli.main(["cache", "list"]) == 0
     out = capsys.readouterr().out
-    assert "predictions       1 entries" in out and "adapters          1 entries" in out
+    assert "predictions       1 entries" in out and "prepared          1 entries" in out
     assert bench.cli.main(["cache", "prune"]) == 2  # says what to do instead of guessing
     assert bench.cli.main(["cache", "prune", "--older-than", "7"]) == 0
     assert not old.exists() and new.exists()
@@ -192,4 +198,4 @@ def test_no_cache_flag_reads_and_writes_nothing(tmp_path, fake_world):
     assert (cell["computed_n"], cell["cached_n"]) == (2, 0)  # the second run computed everything again
     assert not list(cache_mod.cache_dir("predictions").iterdir())
     manifest = json.loads((tmp_path / "c2" / "manifest.json").read_text())
-    assert manifest["config"]["cache"] is False and manifest["config"]["strategy_options"]["rag"]["cache"] is False
+    assert manifest["config"]["cache"] is False and manifest["config"]["strategy_options"] == {}

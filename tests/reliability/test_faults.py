@@ -19,7 +19,7 @@ from bench.store import RunStore, read_jsonl
 from conftest import CountingHandle, write_task
 from fakes import toy_classification
 from strategies import lora_data
-from strategies.lora import LoraStrategyConfig, LoraStrategy
+from strategies.lora import build as build_lora
 from strategies.base import Budget
 
 
@@ -36,8 +36,8 @@ def _oom_above(limit, calls):
 
 
 def _adapter(model_handle, task, **cfg):
-    strategy = LoraStrategy(LoraStrategyConfig(dropout=0.0, batch_size=4, eval_every=10, max_length=64,
-                                               max_val_examples=0, **cfg))
+    strategy = build_lora(dict(dropout=0.0, batch_size=4, eval_every=10, max_length=64, max_val_examples=0,
+                               forgetting=False, **cfg))
     artifacts = strategy.prepare(task, model_handle, Budget(seed=0))
     weights = {n: p.detach().clone() for n, p in artifacts.state["model"].model.named_parameters() if "lora_" in n}
     return artifacts.info, weights
@@ -94,7 +94,7 @@ def test_nan_loss_fails_the_cell_and_caches_nothing(tmp_path, monkeypatch, tiny)
     cell = read_jsonl(run_dir / "cells.jsonl")[0]
     assert cell["status"] == "failed" and "diverged" in cell["error"]
     assert RunStore(run_dir).read_rows() == []
-    assert not list(cache_mod.cache_dir("adapters").iterdir())
+    assert not list(cache_mod.cache_dir("prepared").iterdir())
     assert not list(cache_mod.cache_dir("predictions").iterdir())
 
 

@@ -16,7 +16,8 @@ from bench.redact import MASK, redact
 from bench.runner import Runner
 from bench.store import RunStore
 from conftest import CountingHandle, save_tiny_lm, write_task
-from strategies import STRATEGIES
+from fakes import fake_definition
+from strategies import STRATEGIES, definition
 
 CANARY_ENV = "hf_canary_7f3a9b2c1d"
 CANARY_ARGV = "sk-canary-argv-55aa"
@@ -64,6 +65,9 @@ def build_leaky(options):
     return LeakyStrategy()
 
 
+LEAKY = fake_definition("leaky", build_leaky)
+
+
 def test_a_canary_secret_reaches_no_log_manifest_record_or_report(tmp_path, monkeypatch):
     from reports import render_run
 
@@ -71,7 +75,7 @@ def test_a_canary_secret_reaches_no_log_manifest_record_or_report(tmp_path, monk
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-canary-0000")
     monkeypatch.setattr(sys, "argv", ["bench", "run", "--api-key", CANARY_ARGV, f"--hf-token={CANARY_ARGV}"])
     monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
-    monkeypatch.setitem(STRATEGIES._table, "leaky", f"{__name__}:build_leaky")
+    monkeypatch.setitem(STRATEGIES._table, "leaky", f"{__name__}:LEAKY")
     spec = write_task(tmp_path / "data")
     cfg = RunConfig(tasks=[str(spec)], strategies=["prompting", "leaky"], out=str(tmp_path), name="r",
                     limit=2, latency_sample=0, warmup=0)
@@ -116,9 +120,9 @@ def test_pickle_weights_and_adapters_are_refused(tmp_path):
     with pytest.raises(BenchError, match=r"pickle files \(pytorch_model.bin\)"):
         load_hf(str(folder), device="cpu")
 
-    entry = prepared.cache_dir("adapters") / "k1"
+    entry = prepared.cache_dir("prepared") / "k1"
     (entry / "adapter").mkdir(parents=True)
     (entry / "adapter" / "adapter_model.bin").write_bytes(b"\x80\x04pickle")
     (entry / "meta.json").write_text(json.dumps({"info": {}, "prepare_s": 1.0}))
     with pytest.raises(BenchError, match="pickle"):
-        prepared.load("k1", None, model, None)
+        prepared.load("k1", definition("lora"), None, model, None)

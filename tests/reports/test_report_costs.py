@@ -60,9 +60,9 @@ def test_break_even_arithmetic_in_the_csv(planted_dir):
     rag = rows[("prompting", "rag")]
     assert float(rag["queries"]) == pytest.approx(fixed["rag"] / (per_q["prompting"] - per_q["rag"]))
     assert float(rag["queries"]) == pytest.approx(400)
-    # Every query of a planted cell takes the same time, so the interval has no width.
+    # Every query of a planted cell shares one time: the noise is unknown, so no collapsed "400 to 400".
     assert rag["meaning"] == ("rag (higher fixed cost) becomes cheaper than prompting after 400 queries "
-                              "(95% CI 400 to 400)")
+                              "(95% CI uncertain: too few independent timings to know the per-query cost's noise)")
     assert float(rows[("prompting", "lora")]["queries"]) == pytest.approx(7200)
     assert float(rows[("prompting", "lora")]["cost_per_1k_a_usd"]) == pytest.approx(1000 * per_q["prompting"])
     never = rows[("rag", "lora")]  # lora costs more up front and per query
@@ -123,8 +123,10 @@ def test_price_table_in_json_and_html(planted_dir):
 def test_html_costs_and_verdict(planted_dir):
     html = render_html(planted_dir).read_text()
     assert ("lora and rag tie on accuracy (1.00 [1.00, 1.00] vs 0.95 [0.88, 1.00]; difference +0.05 "
-            "[0.00, 0.12], McNemar p=0.500); rag is fastest (p50 100 ms); rag is cheapest per query "
-            "($0.0831 per 1,000, 5.0x less than lora); break-even: never: rag is cheaper at every volume") in html
+            "[0.00, 0.12], McNemar p=0.500; n=40 detects a difference of 0.10 (80% power); this gap needs n≈153); "
+            "rag has the lowest p50 latency (100 ms; uncertain: no batch-1 "
+            "probes, so no interval); rag is cheapest per query ($0.0831 per 1,000, 5.0x less than lora; "
+            "uncertain: no timing noise was measured); break-even: never: rag is cheaper at every volume") in html
     assert "rag (higher fixed cost) becomes cheaper than prompting after 400 queries" in html
     assert "<td>lora better</td>" in html and "<td>tie</td>" in html
     # First-month totals: rag = 0.299 + volume x 0.0000831 -> $1.13, $8.60, $83.35.
@@ -137,3 +139,16 @@ def test_formatting():
     assert fmt_usd(float("nan")) == "–" and fmt_usd(0) == "$0" and fmt_usd(1234.5) == "$1,234"
     assert fmt_usd(12.345) == "$12.35" and fmt_usd(0.0099166) == "$0.00992" and fmt_usd(4.958e-5) == "$0.0000496"
     assert fmt_queries(4000.0000001) == "4,000" and fmt_queries(4000.2) == "4,001"
+
+
+def test_each_cell_is_priced_from_the_hardware_it_ran_on(planted_dir):
+    """On a cluster the driver is not where cells run: the manifest's per-cell
+    hardware (an A10G node for LoRA) wins over the driver's (an H100 host)."""
+    cells = {f"{PLANTED}|lora|{m}|seed0": {"hardware": {"gpu": "NVIDIA A10G", "gpu_count": 1, "cpu_count": 8}}
+             for m in {r["model"] for r in RunStore(planted_dir).read_rows()}}
+    manifest = json.loads((planted_dir / "manifest.json").read_text())
+    RunStore(planted_dir).write_json("manifest.json", {**manifest, "cells": cells})
+    summary = summarize(load_run(planted_dir))
+    assert _row(summary, PLANTED, "lora")["hardware"] == "a10g"
+    assert _row(summary, PLANTED, "rag")["hardware"] == "h100"  # no cell facts: the manifest's hardware
+    assert hardware_key({"hardware": {"gpu": "NVIDIA H100"}}, "cuda", {"gpu": "NVIDIA A10G"}) == "a10g"

@@ -76,7 +76,8 @@ def test_planted_clear_difference_and_tie(planted_dir):
     tie = find(comp, PLANTED, MODEL, "lora", "rag")
     assert tie["diff"] == pytest.approx(0.05) and tie["ci_low"] <= 0 <= tie["ci_high"]
     assert tie["p_value"] == pytest.approx(0.5) and tie["verdict"] == "tie"  # 2 discordant pairs: 2 * 0.5**2
-    assert describe(tie) == "lora vs rag: +0.05 [0.00, 0.12], McNemar p=0.500 -> tie (n=40)"
+    assert describe(tie) == ("lora vs rag: +0.05 [0.00, 0.12], McNemar p=0.500 -> tie (n=40; n=40 detects a "
+                             "difference of 0.10 (80% power); this gap needs n≈153)")
 
 
 def test_rag_vs_prompting_mcnemar_by_hand(planted_dir):

@@ -122,9 +122,9 @@ def test_preferences_and_best(run_dir):
 def test_write_summary_files(run_dir):
     paths = write_summary(run_dir)
     assert {p.name for p in paths.values()} == {"summary.csv", "summary.json", "summary.md", "comparisons.csv",
-                                                "break_even.csv"}
+                                                "break_even.csv", "latency_comparisons.csv"}
     doc = json.loads((run_dir / "summary.json").read_text())
-    assert set(doc) == {"run", "price_table", "summary", "comparisons", "break_even"}
+    assert set(doc) == {"run", "price_table", "summary", "comparisons", "break_even", "latency_comparisons"}
     records = doc["summary"]
     failed = [r for r in records if r["status"] == "failed"]
     assert len(records) == 6 and failed[0]["score"] is None and failed[0]["error"] == FAILED_ERROR

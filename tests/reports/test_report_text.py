@@ -35,12 +35,14 @@ def test_markdown_comparisons_and_break_even(planted_dir):
     summary = summarize(frames)
     md = summary_markdown(summary, comparisons=compare_strategies(frames), break_even=break_even_frame(summary),
                           prices=price_table(summary, frames.manifest))
-    assert "- lora vs prompting: +0.75 \\[0.60, 0.88\\], McNemar p&lt;0.001 -&gt; lora better (n=40)" in md
-    assert "- lora vs rag: +0.05 \\[0.00, 0.12\\], McNemar p=0.500 -&gt; tie (n=40)" in md
+    assert "- lora vs prompting: +0.75 \\[0.60, 0.88\\], McNemar p&lt;0.001 -&gt; lora better (n=40; n=40 detects a difference of" in md
+    assert ("- lora vs rag: +0.05 \\[0.00, 0.12\\], McNemar p=0.500 -&gt; tie (n=40; n=40 detects a difference "
+            "of 0.10 (80% power); this gap needs n≈153)") in md
     assert "- prompting vs rag: rag (higher fixed cost) becomes cheaper than prompting after 400 queries" in md
     # The verdict heads each task, as in report.html, with the tie called a tie.
     assert ("**Verdict:** lora and rag tie on accuracy (1.00 \\[1.00, 1.00\\] vs 0.95 \\[0.88, 1.00\\]; "
-            "difference +0.05 \\[0.00, 0.12\\], McNemar p=0.500); rag is fastest") in md
+            "difference +0.05 \\[0.00, 0.12\\], McNemar p=0.500; n=40 detects a difference of 0.10 (80% power); "
+            "this gap needs n≈153); rag has the lowest p50 latency") in md
     assert md.index("**Verdict:**") < md.index("| strategy |")
     assert "| macro-F1 |" in md and "Prices: h100 at $2.99/h" in md and "Price table 2026-11.1" in md
 
@@ -75,7 +77,7 @@ def test_render_run_writes_everything(run_dir):
     printed = out.getvalue()
     assert "CUDA out of memory" in printed
     # The "done when": score with interval, costs and break-even in the terminal.
-    assert "sentiment: lora vs prompting: +0.40 [0.00, 0.80], McNemar p=0.500 -> tie (n=5)" in printed
+    assert "sentiment: lora vs prompting: +0.40 [0.00, 0.80], McNemar p=0.500 -> tie (n=5; " in printed
     assert "break-even rag vs lora: same cost at every volume" in printed
     assert "Price table 2026-11.1" in printed
     assert QA in set(summary["task"])

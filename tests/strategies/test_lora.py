@@ -9,7 +9,7 @@ from bench.errors import BenchError
 from fakes import toy_classification, toy_qa
 from strategies import lora_data
 from strategies.base import Budget
-from strategies.lora import LoraStrategyConfig, attach_adapter, build
+from strategies.lora import STRATEGY, LoraStrategyConfig, build
 
 # Few, big steps: the tiny model only needs to show a trend, quickly.
 FAST = {"learning_rate": 0.05, "batch_size": 4, "eval_every": 4, "patience": 100, "dropout": 0.0}
@@ -105,24 +105,28 @@ def test_nan_loss_raises_and_writes_no_adapter(tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(lora_data, "token_losses", poisoned)
     with pytest.raises(BenchError, match=r"diverged \(loss=nan at step \d+\); lower learning_rate"):
         prepare(tiny, toy_classification(), epochs=5, workdir=tmp_path)
-    assert not (tmp_path / "adapter").exists()
+    assert not (tmp_path / "weights").exists()
 
 
 def test_absurd_learning_rate_diverges(tiny, tmp_path):
     with pytest.raises(BenchError, match="diverged"):
         prepare(tiny, toy_classification(), learning_rate=1e12, epochs=10, workdir=tmp_path)
-    assert not (tmp_path / "adapter").exists()
+    assert not (tmp_path / "weights").exists()
 
 
 def test_adapter_is_safetensors_and_reloads(tiny, tmp_path):
     task = toy_qa()
     strategy, art = prepare(tiny, task, max_steps=3, workdir=tmp_path)
-    folder = tmp_path / "adapter"
+    folder = tmp_path / "weights"
     names = sorted(p.name for p in folder.iterdir())
     assert "adapter_model.safetensors" in names and "adapter_config.json" in names
     assert not any(n.endswith((".bin", ".pt", ".pth", ".pkl")) for n in names)
-    assert art.info["adapter_path"] == str(folder) and len(art.info["adapter_sha256"]) == 64
-    reloaded = attach_adapter(tiny, folder)
+    assert art.info["saved_path"] == str(folder) and len(art.info["weights_sha256"]) == 64
+    assert art.info["saved_bytes"] == sum(p.stat().st_size for p in folder.iterdir())
+    store = tmp_path / "store"
+    store.mkdir()
+    facts = STRATEGY.artifacts.save(art, store)
+    reloaded = STRATEGY.artifacts.load(store, task, tiny, facts).state["model"]
     assert reloaded.fingerprint == art.state["model"].fingerprint
     prompts = [tiny.render("What colour is the Zorblat gadget?")]
     assert reloaded.generate(prompts, 6)[0].text == art.state["model"].generate(prompts, 6)[0].text

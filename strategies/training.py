@@ -1,0 +1,506 @@
+"""The one training path every weight-changing strategy shares (LoRA, DoRA, IA3,
+prompt tuning, QLoRA, full fine-tuning, RAG+LoRA): plain functions, no base class.
+
+A technique is a `Method`: how to wrap a private copy of the base weights into a
+trainable module, which of its weights it changes, and how those are saved and
+reloaded. Everything else is here, once:
+- the data: zero-shot prompts plus answers, loss on answer tokens only
+  (`strategies/lora_data.py`), or sequences the strategy makes itself (`encode`);
+- the loop: AdamW with linear warmup and decay; validation loss before training and
+  every `eval_every` steps; the best weights by validation loss (which may be the
+  untouched ones) restored at the end; early stop after `patience` bad evaluations; a
+  non-finite loss is an error the user can fix, not a result; CUDA OOM halves the
+  micro-batch (gradient accumulation keeps the step's batch);
+- the facts every cell records: trainable parameters, tokens/s, peak memory of
+  training, the bytes saved on disk, and the forgetting probe (`strategies/forgetting.py`).
+- The shared handle is never touched: `wrap` gets a deep copy of its weights, which
+  this cell owns until the artifacts are dropped.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import math
+import random
+import time
+import warnings
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Mapping
+
+from bench.errors import BenchError
+from bench.progress import phase
+from strategies.base import Artifacts, Budget, Prediction
+from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+
+# The modules every weight-changing strategy's artifacts and answers depend on (cache keys).
+CODE = ("strategies.training", "strategies.lora_data", "strategies.prompts", "strategies.forgetting")
+# What a weight-changing cell asks an executor for; num_gpus applies on machines with GPUs.
+RESOURCES = {"num_cpus": 1, "num_gpus": 1}
+# Fields shared by every weight-changing strategy's config, with their lower bounds.
+_INTS = {"epochs": 1, "batch_size": 1, "grad_accum": 1, "max_length": 8, "eval_every": 1, "patience": 1,
+         "max_val_examples": 0, "warmup_steps": 0, "predict_batch_size": 1, "probe_examples": 0}
+_OPTIONAL_INTS = {"max_steps": 1, "max_train_examples": 1}
+_FLOATS = {"learning_rate": 0.0, "weight_decay": 0.0}
+_BOOLS = ("train_on_corpus", "gradient_checkpointing", "pad_to_max", "forgetting")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training options every weight-changing strategy has. A method's config adds its
+    own fields (and may change a default, as full-ft does for the learning rate)."""
+
+    PREFIX: ClassVar[str] = "training"
+    # High, because a bench run trains for tens of steps, not thousands.
+    learning_rate: float = 1e-3
+    epochs: int = 1
+    max_steps: int | None = None  # a cap on optimizer steps over all epochs
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 256
+    eval_every: int = 10
+    patience: int = 3
+    max_train_examples: int | None = None
+    max_val_examples: int = 64
+    train_on_corpus: bool = False
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    predict_batch_size: int = 8
+    packing: str | bool = "auto"  # auto: on CUDA
+    gradient_checkpointing: bool = False  # less activation memory for ~30% more compute
+    pad_to_max: bool = False  # bench perf's baseline: pad to max_length, LM head everywhere
+    forgetting: bool = True  # score the general-skill probe before and after (strategies/forgetting.py)
+    probe_examples: int = 32
+
+    def __post_init__(self) -> None:
+        check_training(self)
+
+
+def bad(cfg: Any, name: str, want: str) -> BenchError:
+    return BenchError(f"{cfg.PREFIX}.{name} must be {want}, got {getattr(cfg, name)!r}")
+
+
+def check_training(cfg: Any, ints: Mapping[str, int] = {}, floats: Mapping[str, float] = {}) -> None:
+    """Validate (and normalise) the shared fields plus a method's own numeric ones."""
+    ints, floats = {**_INTS, **ints}, {**_FLOATS, **floats}
+    for name in floats:  # YAML reads 1e-3 (no dot) as a string
+        value = getattr(cfg, name)
+        if isinstance(value, str):
+            try:
+                object.__setattr__(cfg, name, float(value))
+            except ValueError:
+                raise bad(cfg, name, "a number") from None
+    for name, low in {**ints, **_OPTIONAL_INTS}.items():
+        value = getattr(cfg, name)
+        if value is None and name in _OPTIONAL_INTS:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise bad(cfg, name, f"an integer >= {low}")
+    for name, low in floats.items():
+        value = getattr(cfg, name)
+        strict = name != "weight_decay"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or value < low or (value == low and strict):
+            raise bad(cfg, name, f"a finite number {'>' if strict else '>='} {low}")
+    for name in _BOOLS:
+        if not isinstance(getattr(cfg, name), bool):
+            raise bad(cfg, name, "true or false")
+    if cfg.packing not in ("auto", True, False):
+        raise bad(cfg, "packing", "auto, true or false")
+
+
+def check_targets(cfg: Any, name: str = "target_modules") -> None:
+    targets = getattr(cfg, name)
+    if isinstance(targets, (list, tuple)):
+        if not targets or not all(isinstance(t, str) and t for t in targets):
+            raise bad(cfg, name, '"all-linear" or a non-empty list of module names')
+        object.__setattr__(cfg, name, tuple(targets))
+    elif not (isinstance(targets, str) and targets):
+        raise bad(cfg, name, '"all-linear" or a non-empty list of module names')
+
+
+def training_fields() -> set[str]:
+    return {f.name for f in fields(TrainingConfig)}
+
+
+# -- methods --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Method:
+    """How one technique changes weights. `wrap(base_copy, cfg, task, lm)` returns the
+    trainable module (it may freeze what it does not train); `reload(base_copy, folder)`
+    rebuilds it from what `save(module, folder)` wrote; `state(module)` is what the
+    technique changed (its fingerprint); `merge(module)` folds it into plain weights for
+    the merged latency variant (None: nothing to merge); `copy_base(lm)` gives the
+    private copy of the base weights (a 4-bit one for QLoRA)."""
+
+    name: str
+    wrap: Callable[[Any, Any, Any, Any], Any]
+    reload: Callable[[Any, Path], Any]
+    save: Callable[[Any, Path], None]
+    state: Callable[[Any], Mapping[str, Any]]
+    merge: Callable[[Any], Any] | None = None
+    copy_base: Callable[[Any], Any] = lambda lm: copy.deepcopy(lm.torch_model)
+    dtype: Callable[[Any, str], str] | None = None  # the dtype it trains in, for the facts
+    servable: bool = False  # a LoRA adapter an adapter-serving backend (vLLM --enable-lora) can serve
+
+
+def peft_save(module: Any, folder: Path) -> None:
+    with quiet_peft():
+        module.save_pretrained(str(folder), safe_serialization=True)
+
+
+def peft_reload(base: Any, folder: Path) -> Any:
+    from peft import PeftModel
+
+    with quiet_peft():
+        return PeftModel.from_pretrained(base, str(folder)).eval()
+
+
+def peft_state(module: Any) -> Mapping[str, Any]:
+    from peft import get_peft_model_state_dict
+
+    return get_peft_model_state_dict(module)
+
+
+def peft_merge(module: Any) -> Any:
+    with quiet_peft():
+        return module.merge_and_unload()
+
+
+def peft_wrap(make_config: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any, Any], Any]:
+    """A `wrap` for a PEFT tuner whose config `make_config(cfg, task, lm)` builds."""
+    def wrap(base: Any, cfg: Any, task: Any, lm: Any) -> Any:
+        from peft import get_peft_model
+
+        with quiet_peft():
+            return get_peft_model(base, make_config(cfg, task, lm))
+    return wrap
+
+
+def serve(name: str, method: Method, model: Any, base: Any, adapted: Any, folder: Path | None) -> Any:
+    """Where predictions run: in-process (`adapted`) when the backend trains itself, else
+    the adapter-serving backend with the saved adapter loaded (a LoRA adapter only)."""
+    if model is base:
+        return adapted
+    if not method.servable or folder is None:
+        raise BenchError(f"{name}: model {model.name!r} serves LoRA adapters only, and {name} "
+                         f"{'is not a LoRA adapter' if not method.servable else 'saved none (no workdir)'}; "
+                         "run it on the hf backend")
+    return model.with_served_adapter(folder, f"{name}-{adapted.fingerprint.rsplit(':', 1)[-1]}")
+
+
+def peft_method(name: str, make_config, merge: bool = True, **kw: Any) -> Method:
+    return Method(name, peft_wrap(make_config), peft_reload, peft_save, peft_state,
+                  peft_merge if merge else None, **kw)
+
+
+def weights_sha256(state: Mapping[str, Any]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(state):
+        h.update(name.encode())
+        h.update(state[name].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    # peft 0.21 calls a transformers API deprecated in v5; the warning is not the user's to fix.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+        yield
+
+
+# -- the strategy all weight-changing methods share (composition, not inheritance) -------
+Encode = Callable[[Any, Any, list, Any, random.Random], list]  # (lm, task, examples, cfg, rng) -> TrainSeq
+
+
+class TrainedStrategy:
+    """`prepare` trains `method` on the task; `predict` answers with the same zero-shot
+    prompt `prompting` uses, so the only difference between the two is the weights."""
+
+    def __init__(self, name: str, method: Method, config: Any) -> None:
+        self.name, self.method, self.config = name, method, config
+
+    def prepare(self, task, model, budget: Budget) -> Artifacts:
+        return train_artifacts(self.name, self.method, self.config, task, model, budget)
+
+    def predict(self, artifacts: Artifacts, examples, progress=None) -> list[Prediction]:
+        return predict_zero_shot(artifacts, examples, self.config.predict_batch_size, progress)
+
+    def latency_variants(self, artifacts: Artifacts):
+        yield from merged_variant(self.method, artifacts)
+
+
+def predict_zero_shot(artifacts: Artifacts, examples, batch_size: int, progress=None) -> list[Prediction]:
+    task, adapted = artifacts.task, artifacts.state["model"]
+    prompts = [build_prompt(adapted, task, ex.input, reserve=reserve_tokens(task)) for ex in examples]
+    return predict_prompts(adapted, task, examples, prompts, batch_size, progress=progress)
+
+
+def merged_variant(method: Method, artifacts: Artifacts):
+    """The adapter merged into the weights: no extra matmuls per layer, one model per
+    adapter. Merges this cell's private copy in place (the runner runs it last)."""
+    adapted = artifacts.state["model"]
+    if method.merge is None or not hasattr(getattr(adapted, "torch_model", None), "merge_and_unload"):
+        return  # nothing to merge, or served elsewhere (an adapter-serving backend)
+    merged = adapted.with_adapter(method.merge(adapted.torch_model), fingerprint=f"{adapted.fingerprint}:merged")
+    yield "merged", replace(artifacts, state={**artifacts.state, "model": merged})
+
+
+def train_subset(task, cfg: Any, budget: Budget, rng: random.Random) -> list:
+    cap = min((c for c in (cfg.max_train_examples, budget.max_train_examples) if c is not None), default=None)
+    train = list(task.train)
+    if cap is not None and cap < len(train):
+        train = rng.sample(train, cap)
+    return train
+
+
+def zero_shot_sequences(lm, task, examples, cfg, rng) -> list:
+    from strategies import lora_data as data
+
+    return data.encode_examples(lm, task, examples, cfg.max_length)
+
+
+def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Budget,
+                    encode: Encode = zero_shot_sequences, state: Mapping[str, Any] | None = None) -> Artifacts:
+    """Train `method` on `task` over a private copy of `model`'s weights. `encode` makes
+    the training and validation sequences (default: the zero-shot prompts); `state` is
+    merged into the artifacts' state (a RAG index that predict needs too)."""
+    import torch
+
+    from bench.lm import training_base
+    from bench.resources import PeakMemory
+    from strategies import forgetting
+    from strategies import lora_data as data
+
+    base = training_base(model, name)
+    if base is not model and not method.servable:  # fail before training, not after
+        serve(name, method, model, base, None, None)
+    rng = random.Random(budget.seed)
+    train = train_subset(task, cfg, budget, rng)
+    seqs = encode(base, task, train, cfg, rng)
+    if cfg.train_on_corpus and task.corpus:
+        seqs += data.encode_corpus(base, task.corpus, cfg.max_length)
+    if not seqs:
+        raise BenchError(f"{name}: task {task.name!r} has no training examples")
+    val = list(task.validation)
+    if len(val) > cfg.max_val_examples:
+        val = random.Random(f"{budget.seed}:val").sample(val, cfg.max_val_examples)
+    val_seqs = encode(base, task, val, cfg, random.Random(f"{budget.seed}:val-seqs"))
+
+    probe_before = forgetting.base_scores(base, cfg.probe_examples) if cfg.forgetting else None
+    torch.manual_seed(budget.seed)  # adapter init and dropout
+    with PeakMemory() as mem:
+        module = method.wrap(method.copy_base(base), cfg, task, base)
+        trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in module.parameters())
+        if cfg.gradient_checkpointing:
+            enable_checkpointing(module)
+        t0 = time.perf_counter()
+        result = train_loop(module, seqs, val_seqs, cfg, rng, base.device, base.pad_token_id, budget.progress,
+                            f"train {name}")
+        train_seconds = time.perf_counter() - t0
+    module.eval()
+
+    weights = weights_sha256(method.state(module))
+    saved_path = saved_bytes = None
+    if budget.workdir is not None:
+        folder = Path(budget.workdir) / "weights"
+        method.save(module, folder)
+        saved_path, saved_bytes = str(folder), folder_bytes(folder)
+    adapted = base.with_adapter(module, fingerprint=f"{base.fingerprint}:{name}:{weights[:12]}")
+    served = serve(name, method, model, base, adapted, Path(saved_path) if saved_path else None)
+    base_dtype = next(module.parameters()).dtype
+    info = {"method": method.name, "trainable_params": trainable, "total_params": total,
+            "trainable_share": round(trainable / max(total, 1), 6), "train_examples": len(train),
+            "val_examples": len(val), "train_seconds": round(train_seconds, 3), **result,
+            "train_peak_memory_mb": round(mem.rss_mb, 1),
+            "train_peak_gpu_memory_mb": None if mem.gpu_mb is None else round(mem.gpu_mb, 1),
+            "saved_path": saved_path, "saved_bytes": saved_bytes, "weights_sha256": weights,
+            "device": base.device, "gradient_checkpointing": cfg.gradient_checkpointing,
+            "dtype": method.dtype(module, base.device) if method.dtype else
+            ("bfloat16" if base.device.startswith("cuda") else str(base_dtype).removeprefix("torch."))}
+    if probe_before is not None:
+        info.update(forgetting.compare(probe_before, forgetting.scores(adapted, module, cfg.probe_examples)))
+    # The probe runs in-process on the trained weights, wherever predictions are served.
+    return Artifacts(name, model, task, state={**(state or {}), "model": served}, info=info)
+
+
+def enable_checkpointing(module: Any) -> None:
+    """Non-reentrant checkpointing: works with frozen inputs under PEFT."""
+    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5 name
+        base.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+# -- the loop ---------------------------------------------------------------------------
+def train_loop(module, seqs, val_seqs, cfg: Any, rng: random.Random, device: str, pad_id: int, progress,
+               label: str = "train") -> dict[str, Any]:
+    """AdamW with linear warmup and decay; keeps the best weights by validation loss."""
+    import torch
+
+    from strategies import lora_data as data
+
+    packed = cfg.packing is True or (cfg.packing == "auto" and device.startswith("cuda"))
+    pad_to = cfg.max_length if cfg.pad_to_max and not packed else None
+
+    def make_batch(items):
+        return data.pack(items) if packed else data.collate(items, pad_id, pad_to)
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    per_epoch = math.ceil(math.ceil(len(seqs) / cfg.batch_size) / cfg.grad_accum)
+    total = min(cfg.epochs * per_epoch, cfg.max_steps or cfg.epochs * per_epoch)
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    warm = cfg.warmup_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if s < warm
+                                                 else max(0.0, (total - s) / max(1, total - warm)))
+    # bf16 autocast on a GPU (the handle's weights are bf16 there); plain fp32 on CPU.
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.startswith("cuda") \
+        else contextlib.nullcontext
+
+    def evaluate() -> float:
+        module.eval()
+        loss_sum, count = 0.0, 0
+        with torch.no_grad(), autocast():
+            for idx in data.length_batches(val_seqs, cfg.batch_size, None):
+                loss, n = data.batch_loss(module, data.collate([val_seqs[i] for i in idx], pad_id), device)
+                loss_sum, count = loss_sum + float(loss), count + n
+        module.train()
+        value = loss_sum / max(count, 1)
+        if not math.isfinite(value):
+            raise diverged(value, step, cfg)
+        return value
+
+    def snapshot() -> dict[str, Any]:
+        return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
+
+    step, tokens, epochs_run, bad_evals, stopped, train_loss = 0, 0, 0, 0, False, float("nan")
+    step_seconds = 0.0  # optimizer steps only, without validation: what tokens/s is over
+    split, oom_retries = 1, 0  # micro-batches per batch after CUDA out-of-memory errors
+    curve: list[dict[str, Any]] = []
+    best, best_state, best_step = math.inf, None, None
+    if val_seqs:  # the untouched weights are a candidate too: training never ends worse on validation
+        best, best_state, best_step = evaluate(), snapshot(), 0
+        curve.append({"step": 0, "train_loss": None, "val_loss": round(best, 5)})
+    module.train()
+    with phase(progress, label, total) as bar:
+        while step < total and not stopped:
+            epochs_run += 1
+            batches = data.length_batches(seqs, cfg.batch_size, rng)
+            for g in range(0, len(batches), cfg.grad_accum):
+                t_step = time.perf_counter()
+                while True:  # CUDA OOM: halve the micro-batches; accumulation keeps the step's batch
+                    # Cut by sequences, not tensor rows, so packed batches (one row) split too.
+                    group = [make_batch([seqs[i] for i in part]) for idx in batches[g:g + cfg.grad_accum]
+                             for part in _parts(idx, split)]
+                    n_total = sum(int((b["labels"] != data.IGNORE).sum()) for b in group) or 1
+                    optimizer.zero_grad(set_to_none=True)
+                    try:
+                        loss_sum, seen = _accumulate(module, group, n_total, device, autocast,
+                                                     cfg.pad_to_max and not packed)
+                        break
+                    except torch.cuda.OutOfMemoryError:
+                        if max(len(idx) for idx in batches[g:g + cfg.grad_accum]) <= split:
+                            raise BenchError(f"{label}: CUDA out of memory even at micro-batch 1 (step {step + 1}); "
+                                             "lower max_length or use a smaller model") from None
+                        split *= 2
+                        oom_retries += 1
+                        if torch.cuda.is_available():
+                            torch.cuda.empty_cache()
+                tokens += seen
+                train_loss = loss_sum / n_total
+                step += 1
+                if not math.isfinite(train_loss):
+                    raise diverged(train_loss, step, cfg)
+                optimizer.step()
+                schedule.step()
+                step_seconds += time.perf_counter() - t_step
+                bar.advance(1)
+                bar.note(f"loss {train_loss:.3f}")
+                val = evaluate() if val_seqs and (step % cfg.eval_every == 0 or step == total) else None
+                curve.append({"step": step, "train_loss": round(train_loss, 5),
+                              "val_loss": None if val is None else round(val, 5)})
+                if val is not None:
+                    if val < best:
+                        best, best_state, best_step, bad_evals = val, snapshot(), step, 0
+                    else:
+                        bad_evals += 1
+                        stopped = bad_evals >= cfg.patience and step < total
+                if stopped or step >= total:
+                    break
+    if best_state is not None:
+        with torch.no_grad():
+            for name, param in module.named_parameters():
+                if name in best_state:
+                    param.copy_(best_state[name])
+    del optimizer, best_state  # full-ft: two more copies of every weight
+    return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
+            "best_val_loss": None if best_step is None else round(best, 5), "best_step": best_step,
+            "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve,
+            "oom_retries": oom_retries, "packing": packed, "train_step_seconds": round(step_seconds, 3),
+            "tokens_per_s": round(tokens / step_seconds, 1) if step_seconds else None,
+            "micro_batch_size": max(1, math.ceil(cfg.batch_size / split)), "grad_accum_used": cfg.grad_accum * split}
+
+
+def _parts(idx: list[int], split: int) -> list[list[int]]:
+    size = max(1, math.ceil(len(idx) / split))
+    return [idx[s:s + size] for s in range(0, len(idx), size)]
+
+
+def _accumulate(module, group, n_total: int, device: str, autocast, all_logits: bool = False) -> tuple[float, int]:
+    """Backward over the micro-batches of one step; the summed loss over them / their
+    token count equals one big batch's, however the batch was cut."""
+    from strategies import lora_data as data
+
+    loss_sum, seen = 0.0, 0
+    for batch in group:
+        with autocast():
+            loss, _ = data.batch_loss(module, batch, device, all_logits)
+        (loss / n_total).backward()
+        loss_sum += loss.item()
+        seen += int(batch["attention_mask"].sum())
+    return loss_sum, seen
+
+
+def diverged(loss: float, step: int, cfg: Any) -> BenchError:
+    return BenchError(f"{cfg.PREFIX} training diverged (loss={loss} at step {step}); lower learning_rate "
+                      f"(now {cfg.learning_rate:g}) or add warmup_steps")
+
+
+# -- saving and loading (bench/prepared.py places, keys and checksums the folder) -------------
+@dataclass(frozen=True)
+class WeightsStore:
+    """The `ArtifactStore` of a weight-changing strategy: the method's own files
+    (safetensors), reloaded over a fresh private copy of the base weights."""
+
+    name: str
+    method: Method
+    extra: Callable[[Artifacts, Path], dict] | None = None  # more state to save (rag-lora's index)
+    restore: Callable[[Path, Any, Any, Mapping], dict] | None = None
+
+    def save(self, artifacts: Artifacts, folder: Path) -> dict[str, Any]:
+        self.method.save(artifacts.state["model"].torch_model, Path(folder) / "weights")
+        facts = {"weights_sha256": artifacts.info.get("weights_sha256")}
+        if self.extra is not None:
+            facts.update(self.extra(artifacts, Path(folder)))
+        return facts
+
+    def load(self, folder: Path, task, lm, facts: Mapping[str, Any]) -> Artifacts:
+        from bench.lm import training_base
+
+        base = training_base(lm, self.name)
+        module = self.method.reload(self.method.copy_base(base), Path(folder) / "weights")
+        weights = weights_sha256(self.method.state(module))
+        if facts.get("weights_sha256") and weights != facts["weights_sha256"]:
+            raise BenchError(f"{self.name}: the reloaded weights differ from the trained ones")
+        adapted = base.with_adapter(module, fingerprint=f"{base.fingerprint}:{self.name}:{weights[:12]}")
+        adapted = serve(self.name, self.method, lm, base, adapted, Path(folder) / "weights")
+        state = self.restore(Path(folder), task, lm, facts) if self.restore else {}
+        return Artifacts(self.name, lm, task, state={**state, "model": adapted})
