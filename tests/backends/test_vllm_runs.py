@@ -1,5 +1,5 @@
-"""Whole `bench run`s against the session's real vLLM server, through a real fault proxy
-(tests/backends/proxy.py): injected 429/503 are retried to the clean run's rows; a
+"""Whole `bench run`s against the session's real vLLM server: prompting and RAG cells
+finish; through a real fault proxy (tests/backends/proxy.py), injected 429/503 are retried to the clean run's rows; a
 server that dies mid-cell fails the cell with a clear one-line error, and `--resume`
 finishes it once the endpoint is back."""
 from __future__ import annotations
@@ -22,10 +22,13 @@ QUIET = lambda *a, **k: None  # noqa: E731
 
 def _config(tmp_path, name, vllm_lm, base_url, strategies=("prompting", "rag"), **model):
     entry = {"backend": "openai", "model": vllm_lm.options.model, "base_url": base_url, "label": "vllm",
-             "tokenizer": vllm_lm.options.tokenizer, "max_retries": 1, "max_connections": 4, **model}
+             "tokenizer": vllm_lm.options.tokenizer, "adapters": True, "max_retries": 1, "max_connections": 4,
+             **model}
+    lora = {"max_steps": 2, "batch_size": 2, "eval_every": 2, "max_val_examples": 1, "max_length": 64,
+            "max_train_examples": 8}
     return RunConfig(tasks=["rotten-tomatoes", "product-facts"], strategies=list(strategies), models=[entry],
                      out=str(tmp_path), name=name, limit=4, train_limit=32, checkpoint_every=2, latency_sample=0,
-                     warmup=0, device="cpu")  # cached indexes; predictions are keyed by the URL
+                     warmup=0, device="cpu", strategy_options={"lora": lora})  # indexes cached; predictions keyed by URL
 
 
 def _rows(run_dir):
@@ -35,6 +38,9 @@ def _rows(run_dir):
 @pytest.fixture(scope="module")
 def clean_run(vllm_lm, tmp_path_factory):
     out = tmp_path_factory.mktemp("vllm-runs")
+    # LoRA cells are left out: on main today a served-adapter cell fails saving its artifacts
+    # (strategies/training.py reads `.torch_model` of the served model); the engine side of
+    # LoRA is tested in test_vllm_engine.py.
     run_dir = Runner(_config(out, "clean", vllm_lm, vllm_lm.options.base_url), log=QUIET).run()
     return out, run_dir
 
@@ -43,7 +49,8 @@ def test_prompting_and_rag_cells_finish_on_the_engine(clean_run):
     _, run_dir = clean_run
     cells = read_jsonl(run_dir / "cells.jsonl")
     assert {(c["task"], c["strategy"]): c["status"] for c in cells} == {
-        (t, s): "ok" for t in ("rotten-tomatoes", "product-facts") for s in ("prompting", "rag")}
+        (t, s): "ok" for t in ("rotten-tomatoes", "product-facts") for s in ("prompting", "rag")}, \
+        [c.get("error") for c in cells]
     assert {c["task"]: c["scoring"] for c in cells} == {"rotten-tomatoes": "logprobs", "product-facts": "generate"}
     rows = read_jsonl(run_dir / "rows.jsonl")
     assert len(rows) == 4 * 4 and all(r["latency_s"] > 0 and r["prompt_tokens"] > 0 for r in rows)
