@@ -40,13 +40,25 @@ def build_keyed(options):
     return build(options)
 
 
+def keyed_strategy():
+    import dataclasses
+
+    from strategies.prompting import STRATEGY
+
+    return dataclasses.replace(STRATEGY, name="keyed", build=build_keyed)
+
+
+KEYED = None  # made on first use: importing strategies at collection time is not needed
+
+
 @pytest.mark.parametrize("model", ["fake", pytest.param("embedded", marks=pytest.mark.slow)])
 def test_canary_in_env_and_set_reaches_no_file_and_not_the_console(model, tmp_path, monkeypatch, capsys):
     from strategies import STRATEGIES
 
     if model == "fake":
         monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
-    monkeypatch.setitem(STRATEGIES._table, "keyed", f"{__name__}:build_keyed")
+    monkeypatch.setattr(sys.modules[__name__], "KEYED", keyed_strategy())
+    monkeypatch.setitem(STRATEGIES._table, "keyed", f"{__name__}:KEYED")
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_CANARY)
     spec = write_task(tmp_path / "data", n=12)
     # The secret also sits inside the task's inputs (a pasted log line, say).
