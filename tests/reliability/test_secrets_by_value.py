@@ -31,24 +31,20 @@ def _everything(root, console: str) -> str:
     return text
 
 
-def build_keyed(options):
+def _keyed():
     """prompting, plus a secret-named option (as an API backend's key would be)."""
-    from strategies.prompting import build
-
-    options = dict(options)
-    options.pop("password")
-    return build(options)
-
-
-def keyed_strategy():
     import dataclasses
 
     from strategies.prompting import STRATEGY
 
-    return dataclasses.replace(STRATEGY, name="keyed", build=build_keyed)
+    def build(options):
+        options = dict(options)
+        options.pop("password")
+        return STRATEGY.build(options)
+    return dataclasses.replace(STRATEGY, name="keyed", build=build)
 
 
-KEYED = None  # made on first use: importing strategies at collection time is not needed
+KEYED = _keyed()
 
 
 @pytest.mark.parametrize("model", ["fake", pytest.param("embedded", marks=pytest.mark.slow)])
@@ -57,7 +53,6 @@ def test_canary_in_env_and_set_reaches_no_file_and_not_the_console(model, tmp_pa
 
     if model == "fake":
         monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
-    monkeypatch.setattr(sys.modules[__name__], "KEYED", keyed_strategy())
     monkeypatch.setitem(STRATEGIES._table, "keyed", f"{__name__}:KEYED")
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_CANARY)
     spec = write_task(tmp_path / "data", n=12)
