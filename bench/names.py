@@ -4,7 +4,8 @@ A task name, strategy label or model spec ends up in cell ids, file names, the c
 (rich markup), CSV, Markdown and HTML. Rules, one per way a name has broken a run:
 - at most `MAX_LEN` characters (a cell id is a folder name; a file system allows 255);
 - no control or invisible format characters (a NUL written raw into a CSV or HTML);
-- no `[` or `]` (rich reads `[/]` as markup and the whole run stops);
+- no `[/` (rich reads `[/]` as a closing tag and the whole run stops; other brackets,
+  as in sweep labels `lora[r=4]`, are left to the printers, which escape data);
 - no `|` (it separates the parts of a cell id; `a|b` + `c` would equal `a` + `b|c`);
 - no leading `=`, `+`, `-`, `@` (a spreadsheet runs such a cell as a formula);
 - no secret's value inside (masking it would break the join between a cell and its rows);
@@ -21,7 +22,6 @@ from bench.errors import BenchError
 
 MAX_LEN = 64
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-_MARKUP = "[]"
 
 
 def name_problem(value: Any, max_len: int = MAX_LEN) -> str | None:
@@ -33,8 +33,8 @@ def name_problem(value: Any, max_len: int = MAX_LEN) -> str | None:
     bad = next((ch for ch in value if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")), None)
     if bad is not None:
         return f"holds the control character U+{ord(bad):04X}; remove it"
-    if any(ch in value for ch in _MARKUP):
-        return "holds '[' or ']', which the console reads as markup; use '(' ')' or '-' instead"
+    if "[/" in value:
+        return "holds '[/', which the console reads as a closing markup tag; use '(' ')' or '-' instead"
     if "|" in value:
         return "holds '|', which separates the parts of a cell id; use '-' or '_' instead"
     if value.startswith(FORMULA_PREFIXES):

@@ -43,12 +43,10 @@ def _check(n_resamples: int, confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
-def bootstrap_means(values: Iterable[float], n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
-    """The means of `n_resamples` resamples (with replacement) of `values`.
-
-    Vectorised: indices are drawn as a matrix, in row chunks so memory stays bounded for
-    large n. Empty input gives an empty array.
-    """
+def _bootstrap(values: Iterable[float], statistic, n_resamples: int, seed: int) -> np.ndarray:
+    """`statistic(resamples, axis=1)` over `n_resamples` resamples (with replacement) of
+    `values`. Indices are drawn as a matrix, in row chunks so memory stays bounded for
+    large n. Empty input gives an empty array."""
     x = _finite(values)
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
@@ -59,8 +57,13 @@ def bootstrap_means(values: Iterable[float], n_resamples: int = 2000, seed: int 
     parts = []
     for start in range(0, n_resamples, rows):
         idx = rng.integers(0, x.size, size=(min(rows, n_resamples - start), x.size))
-        parts.append(x[idx].mean(axis=1))
+        parts.append(statistic(x[idx], axis=1))
     return np.concatenate(parts)
+
+
+def bootstrap_means(values: Iterable[float], n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """The means of `n_resamples` resamples (with replacement) of `values`."""
+    return _bootstrap(values, np.mean, n_resamples, seed)
 
 
 def _interval(samples: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -188,18 +191,7 @@ def percentiles(latencies_s: Iterable[float], qs: Sequence[float] = (50, 95, 99)
 
 def bootstrap_quantiles(values: Iterable[float], q: float, n_resamples: int = 2000, seed: int = 0) -> np.ndarray:
     """The `q`-quantile (0-100) of each of `n_resamples` resamples of `values`."""
-    x = _finite(values)
-    if n_resamples < 1:
-        raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
-    if x.size == 0:
-        return np.empty(0)
-    rng = np.random.default_rng(seed)
-    rows = max(1, _MAX_CELLS // x.size)
-    parts = []
-    for start in range(0, n_resamples, rows):
-        idx = rng.integers(0, x.size, size=(min(rows, n_resamples - start), x.size))
-        parts.append(np.percentile(x[idx], q, axis=1))
-    return np.concatenate(parts)
+    return _bootstrap(values, lambda a, axis: np.percentile(a, q, axis=axis), n_resamples, seed)
 
 
 def quantile_ci(values: Iterable[float], q: float, n_resamples: int = 2000, confidence: float = 0.95,

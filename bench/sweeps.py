@@ -3,8 +3,8 @@
     strategy_options: {lora: {learning_rate: [3e-4, 1e-3, 3e-3]}}
     strategies: [{name: lora, r: [4, 16]}]
 
-expands into entries labelled `lora[learning_rate=0.0003]`, ... (several swept options:
-their product, `lora[learning_rate=0.001,r=4]`). Only weight-changing strategies sweep,
+expands into entries labelled `lora(learning_rate=0.0003)`, ... (several swept options:
+their product, `lora(learning_rate=0.001,r=4)`). Only weight-changing strategies sweep,
 because only their cells carry what picks the winner: the training's best validation
 loss (`pick` below). The test split never chooses a setting; reports show the spread
 over all settings and mark the validation-picked one, which the verdict uses.
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from bench.errors import BenchError
 
-_LABEL = re.compile(r"^(?P<group>.+)\[(?P<setting>[^\[\]]+=[^\[\]]+)\]$")
+_LABEL = re.compile(r"^(?P<group>.+)\((?P<setting>[^()]+=[^()]+)\)$")
 
 
 def _is_sweep(value: Any) -> bool:
@@ -41,7 +41,7 @@ def _fmt(value: Any) -> str:
 
 def expand(specs: Iterable[Any], changes_weights: Callable[[str], bool]) -> list[Any]:
     """Each spec whose options hold numeric lists becomes one spec per combination,
-    labelled `label[k=v,...]`; other specs pass through unchanged. `changes_weights(name)`
+    labelled `label(k=v,...)`; other specs pass through unchanged. `changes_weights(name)`
     says whether a strategy trains (only those may sweep)."""
     out = []
     for spec in specs:
@@ -57,7 +57,7 @@ def expand(specs: Iterable[Any], changes_weights: Callable[[str], bool]) -> list
         for combo in itertools.product(*(swept[k] for k in keys)):
             setting = ",".join(f"{k}={_fmt(v)}" for k, v in zip(keys, combo))
             options = {**spec.options, **dict(zip(keys, combo))}
-            out.append(type(spec)(spec.name, f"{spec.label}[{setting}]", options))
+            out.append(type(spec)(spec.name, f"{spec.label}({setting})", options))
     return out
 
 

@@ -1,6 +1,6 @@
 """What weight-changing cells recorded, per summary row: forgetting, trainable
 parameters, training tokens/s and memory, saved size, best validation loss; and for
-sensitivity sweeps (entries labelled `name[k=v]`, bench/sweeps.py) the spread of the
+sensitivity sweeps (entries labelled `name(k=v)`, bench/sweeps.py) the spread of the
 score across settings and which setting the validation loss picked (never the test score).
 
 Read from the cells' `info` facts only (the run folder); strategies without training

@@ -328,7 +328,8 @@ def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Bu
     if probe_before is not None:
         info.update(forgetting.compare(probe_before, forgetting.scores(adapted, module, cfg.probe_examples)))
     # The probe runs in-process on the trained weights, wherever predictions are served.
-    return Artifacts(name, model, task, state={**(state or {}), "model": served}, info=info)
+    # "trained" is the in-process module even when predictions run on a server (it is what is saved).
+    return Artifacts(name, model, task, state={**(state or {}), "model": served, "trained": adapted}, info=info)
 
 
 def enable_checkpointing(module: Any) -> None:
@@ -486,7 +487,8 @@ class WeightsStore:
     restore: Callable[[Path, Any, Any, Mapping], dict] | None = None
 
     def save(self, artifacts: Artifacts, folder: Path) -> dict[str, Any]:
-        self.method.save(artifacts.state["model"].torch_model, Path(folder) / "weights")
+        trained = artifacts.state.get("trained", artifacts.state["model"])
+        self.method.save(trained.torch_model, Path(folder) / "weights")
         facts = {"weights_sha256": artifacts.info.get("weights_sha256")}
         if self.extra is not None:
             facts.update(self.extra(artifacts, Path(folder)))
@@ -501,6 +503,6 @@ class WeightsStore:
         if facts.get("weights_sha256") and weights != facts["weights_sha256"]:
             raise BenchError(f"{self.name}: the reloaded weights differ from the trained ones")
         adapted = base.with_adapter(module, fingerprint=f"{base.fingerprint}:{self.name}:{weights[:12]}")
-        adapted = serve(self.name, self.method, lm, base, adapted, Path(folder) / "weights")
         state = self.restore(Path(folder), task, lm, facts) if self.restore else {}
-        return Artifacts(self.name, lm, task, state={**state, "model": adapted})
+        served = serve(self.name, self.method, lm, base, adapted, Path(folder) / "weights")
+        return Artifacts(self.name, lm, task, state={**state, "model": served, "trained": adapted})

@@ -1,5 +1,5 @@
-"""Whole `bench run`s against the session's real vLLM server, through a real fault proxy
-(tests/backends/proxy.py): injected 429/503 are retried to the clean run's rows; a
+"""Whole `bench run`s against the session's real vLLM server: prompting, RAG and LoRA
+cells finish (the adapter trained in-process on the same weights, served by vLLM); through a real fault proxy (tests/backends/proxy.py), injected 429/503 are retried to the clean run's rows; a
 server that dies mid-cell fails the cell with a clear one-line error, and `--resume`
 finishes it once the endpoint is back."""
 from __future__ import annotations
@@ -22,31 +22,39 @@ QUIET = lambda *a, **k: None  # noqa: E731
 
 def _config(tmp_path, name, vllm_lm, base_url, strategies=("prompting", "rag"), **model):
     entry = {"backend": "openai", "model": vllm_lm.options.model, "base_url": base_url, "label": "vllm",
-             "tokenizer": vllm_lm.options.tokenizer, "max_retries": 1, "max_connections": 4, **model}
+             "tokenizer": vllm_lm.options.tokenizer, "adapters": True, "max_retries": 1, "max_connections": 4,
+             **model}
+    lora = {"max_steps": 2, "batch_size": 2, "eval_every": 2, "max_val_examples": 1, "max_length": 64,
+            "max_train_examples": 8}
     return RunConfig(tasks=["rotten-tomatoes", "product-facts"], strategies=list(strategies), models=[entry],
                      out=str(tmp_path), name=name, limit=4, train_limit=32, checkpoint_every=2, latency_sample=0,
-                     warmup=0, device="cpu")  # cached indexes; predictions are keyed by the URL
+                     warmup=0, device="cpu", strategy_options={"lora": lora})  # indexes cached; predictions keyed by URL
 
 
-def _rows(run_dir):
-    return sorted(tuple(r.get(k) for k in KEEP) for r in read_jsonl(Path(run_dir) / "rows.jsonl"))
+def _rows(run_dir, strategies=("prompting", "rag")):
+    return sorted(tuple(r.get(k) for k in KEEP) for r in read_jsonl(Path(run_dir) / "rows.jsonl")
+                  if r["strategy"] in strategies)
 
 
 @pytest.fixture(scope="module")
 def clean_run(vllm_lm, tmp_path_factory):
     out = tmp_path_factory.mktemp("vllm-runs")
-    run_dir = Runner(_config(out, "clean", vllm_lm, vllm_lm.options.base_url), log=QUIET).run()
+    run_dir = Runner(_config(out, "clean", vllm_lm, vllm_lm.options.base_url,
+                             strategies=("prompting", "rag", "lora")), log=QUIET).run()
     return out, run_dir
 
 
-def test_prompting_and_rag_cells_finish_on_the_engine(clean_run):
+def test_prompting_rag_and_lora_cells_finish_on_the_engine(clean_run):
     _, run_dir = clean_run
     cells = read_jsonl(run_dir / "cells.jsonl")
     assert {(c["task"], c["strategy"]): c["status"] for c in cells} == {
-        (t, s): "ok" for t in ("rotten-tomatoes", "product-facts") for s in ("prompting", "rag")}
+        (t, s): "ok" for t in ("rotten-tomatoes", "product-facts") for s in ("prompting", "rag", "lora")}, \
+        [c.get("error") for c in cells]
     assert {c["task"]: c["scoring"] for c in cells} == {"rotten-tomatoes": "logprobs", "product-facts": "generate"}
     rows = read_jsonl(run_dir / "rows.jsonl")
-    assert len(rows) == 4 * 4 and all(r["latency_s"] > 0 and r["prompt_tokens"] > 0 for r in rows)
+    assert len(rows) == 2 * 3 * 4 and all(r["latency_s"] > 0 and r["prompt_tokens"] > 0 for r in rows)
+    lora = [c for c in cells if c["strategy"] == "lora"]
+    assert all(c["info"].get("saved_bytes") or c["info"].get("adapter_sha256") for c in lora), lora
 
 
 def test_injected_429_and_503_are_retried_to_the_clean_rows(vllm_lm, clean_run):
@@ -54,7 +62,7 @@ def test_injected_429_and_503_are_retried_to_the_clean_rows(vllm_lm, clean_run):
     faults = {4: Fault.status(429, retry_after=0.2), 6: Fault.status(503), 9: Fault.status(503),
               12: Fault.status(429), 15: Fault.status(503, retry_after=0)}
     with FaultProxy(vllm_lm.options.base_url.removesuffix("/v1"), faults) as proxy:
-        faulty = Runner(_config(out, "faulty", vllm_lm, proxy.url + "/v1", max_retries=3), log=QUIET).run()
+        faulty = Runner(_config(out, "faulty", vllm_lm, proxy.url + "/v1", max_retries=3), log=QUIET).run()  # prompting, rag
     assert [c["status"] for c in read_jsonl(faulty / "cells.jsonl")] == ["ok"] * 4
     assert sum(1 for *_, what in proxy.log if what in ("429", "503")) == 5
     assert _rows(faulty) == _rows(clean)

@@ -16,17 +16,17 @@ def test_lists_expand_into_labelled_entries_most_specific_wins():
                     strategy_options={"lora": {"learning_rate": [3e-4, "1e-3"], "target_modules": ["q_proj", "v_proj"]},
                                       "ia3": {"learning_rate": [0.01, 0.03]}})
     specs = {s.label: s for s in cfg.strategy_specs()}
-    assert set(specs) == {"one[learning_rate=0.01]", "one[learning_rate=0.03]",
-                             "lora[learning_rate=0.0003,r=4]", "lora[learning_rate=0.0003,r=16]",
-                             "lora[learning_rate=0.001,r=4]", "lora[learning_rate=0.001,r=16]", "prompting"}
-    lora = specs["lora[learning_rate=0.001,r=16]"]
+    assert set(specs) == {"one(learning_rate=0.01)", "one(learning_rate=0.03)",
+                             "lora(learning_rate=0.0003,r=4)", "lora(learning_rate=0.0003,r=16)",
+                             "lora(learning_rate=0.001,r=4)", "lora(learning_rate=0.001,r=16)", "prompting"}
+    lora = specs["lora(learning_rate=0.001,r=16)"]
     assert lora.name == "lora" and lora.options["r"] == 16 and lora.options["learning_rate"] == "1e-3"
     assert lora.options["target_modules"] == ["q_proj", "v_proj"]  # a list of names is a value, not a sweep
     from strategies import definition
 
     assert definition("lora").build(dict(lora.options)).config.learning_rate == 0.001
-    assert parse_label("lora[learning_rate=0.001,r=16]") == ("lora", "learning_rate=0.001,r=16")
-    assert parse_label("prompting") is None and parse_label("odd[name]") is None
+    assert parse_label("lora(learning_rate=0.001,r=16)") == ("lora", "learning_rate=0.001,r=16")
+    assert parse_label("prompting") is None and parse_label("odd(name)") is None
 
 
 def test_only_weight_changing_strategies_sweep():
@@ -45,8 +45,8 @@ def test_summary_marks_the_validation_pick_not_the_test_best(tmp_path):
 
     store = RunStore(tmp_path / "run")
     # learning_rate=0.01 scores best on test, but 0.001 has the lower validation loss.
-    plan = {"lora[learning_rate=0.001]": (0.6, 0.80), "lora[learning_rate=0.01]": (0.9, 1.30),
-            "lora[learning_rate=0.1]": (0.3, 2.10), "prompting": (0.5, None)}
+    plan = {"lora(learning_rate=0.001)": (0.6, 0.80), "lora(learning_rate=0.01)": (0.9, 1.30),
+            "lora(learning_rate=0.1)": (0.3, 2.10), "prompting": (0.5, None)}
     for label, (score, val_loss) in plan.items():
         cell = cell_id("t", label, "m", 0)
         store.append_rows([{"cell": cell, "task": "t", "strategy": label, "model": "m", "seed": 0,
@@ -61,8 +61,8 @@ def test_summary_marks_the_validation_pick_not_the_test_best(tmp_path):
     store.write_json("manifest.json", {"name": "sweep", "config": {}})
     summary = summarize(load_run(store.root)).set_index("strategy")
     picked = summary[summary["sweep_picked"] == True].index.tolist()  # noqa: E712
-    assert picked == ["lora[learning_rate=0.001]"]
-    assert summary.loc["lora[learning_rate=0.01]", "score"] > summary.loc[picked[0], "score"]  # test-best differs
+    assert picked == ["lora(learning_rate=0.001)"]
+    assert summary.loc["lora(learning_rate=0.01)", "score"] > summary.loc[picked[0], "score"]  # test-best differs
     assert summary.loc[picked[0], "sweep_group"] == "lora"
     assert summary.loc[picked[0], "sweep_score_spread"] == pytest.approx(0.6)
     assert summary.loc[picked[0], "forgetting"] == 0.25 and summary.loc[picked[0], "trainable_params"] == 100

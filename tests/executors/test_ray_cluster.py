@@ -123,8 +123,10 @@ def test_ctrl_c_stops_the_workers_and_leaves_a_folder_that_resumes(tmp_path):
     time.sleep(2)
     assert pids and not any(os.path.exists(f"/proc/{pid}") for pid in pids)  # no worker left behind
     assert not json.loads((run_dir / "manifest.json").read_text()).get("finished_at")
-    again = subprocess.run(cli + ["--resume", str(run_dir), "--executor", "local"], env=env, capture_output=True,
-                           text=True, timeout=300)
+    # The task spec and the model lie outside the run folder: a resume confirms them (issue 15)
+    again = subprocess.run(cli + ["--resume", str(run_dir), "--executor", "local", "--tasks", cfg["tasks"][0],
+                                  "--model", cfg["models"][0]],
+                           env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     raw = [(r["cell"], r["example_id"]) for r in read_jsonl(run_dir / "rows.jsonl")]
     assert len(raw) == len(set(raw)) == 2 * 12

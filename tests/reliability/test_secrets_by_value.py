@@ -31,13 +31,20 @@ def _everything(root, console: str) -> str:
     return text
 
 
-def build_keyed(options):
+def _keyed():
     """prompting, plus a secret-named option (as an API backend's key would be)."""
-    from strategies.prompting import build
+    import dataclasses
 
-    options = dict(options)
-    options.pop("password")
-    return build(options)
+    from strategies.prompting import STRATEGY
+
+    def build(options):
+        options = dict(options)
+        options.pop("password")
+        return STRATEGY.build(options)
+    return dataclasses.replace(STRATEGY, name="keyed", build=build)
+
+
+KEYED = _keyed()
 
 
 @pytest.mark.parametrize("model", ["fake", pytest.param("embedded", marks=pytest.mark.slow)])
@@ -46,7 +53,7 @@ def test_canary_in_env_and_set_reaches_no_file_and_not_the_console(model, tmp_pa
 
     if model == "fake":
         monkeypatch.setattr(bench.backends, "load_lm", lambda spec, **kw: CountingHandle())
-    monkeypatch.setitem(STRATEGIES._table, "keyed", f"{__name__}:build_keyed")
+    monkeypatch.setitem(STRATEGIES._table, "keyed", f"{__name__}:KEYED")
     monkeypatch.setenv("MY_SERVICE_TOKEN", ENV_CANARY)
     spec = write_task(tmp_path / "data", n=12)
     # The secret also sits inside the task's inputs (a pasted log line, say).
