@@ -23,7 +23,7 @@ def run_dir(tmp_path_factory):
            "--set", "lora.max_steps=3", "--set", "lora.eval_every=2", "--set", "lora.max_length=128",
            "--set", "lora.batch_size=2", "--set", "lora.max_val_examples=4", "--set", "rag.demos_k=1",
            "--latency-sample", "3"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out / "e2e"
 
