@@ -85,7 +85,7 @@ def test_a_bench_trained_adapter_is_served_and_changes_answers(vllm_lm, tmp_path
     art = build({"max_steps": 3, "batch_size": 2, "eval_every": 3, "max_val_examples": 1,
                  "max_train_examples": 12, "max_length": 64, "learning_rate": 3e-3}).prepare(
         task, base, Budget(seed=0, workdir=tmp_path))
-    adapter_dir = Path(art.info["adapter_path"])
+    adapter_dir = Path(art.info["saved_path"])  # the PEFT adapter folder the strategy saved
     served = vllm_lm.with_served_adapter(adapter_dir, "rt-lora")
     assert served.fingerprint != vllm_lm.fingerprint
     local = art.state["model"]  # the same adapter, in-process (PEFT)

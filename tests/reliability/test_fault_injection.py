@@ -68,8 +68,11 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
     assert whole.returncode == 0, whole.stderr[-3000:]
 
     rng, run_dir, kills, finished_early = random.Random(SEED), out / "killed", [], 0
+    # Task specs and model live outside the run folder, which is untrusted: --resume needs them confirmed.
+    stored = json.loads(config.read_text())
+    resume = ["--resume", str(run_dir), "--tasks", ",".join(stored["tasks"]), "--model", ",".join(stored["models"])]
     for attempt in range(KILLS):
-        args = [str(config), "--out", str(out), "--name", "killed"] if attempt == 0 else ["--resume", str(run_dir)]
+        args = [str(config), "--out", str(out), "--name", "killed"] if attempt == 0 else resume
         before, target, delay = _events(run_dir), rng.randint(1, 4), rng.uniform(0.0, 0.4)
         proc = subprocess.Popen(cli + args, env=_env(tmp_path / "cache-b"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -83,7 +86,7 @@ def test_sigkill_at_random_points_then_resume_equals_an_uninterrupted_run(tmp_pa
         else:
             finished_early += 1
         proc.wait()
-    final = subprocess.run(cli + ["--resume", str(run_dir)], env=_env(tmp_path / "cache-b"), capture_output=True,
+    final = subprocess.run(cli + resume, env=_env(tmp_path / "cache-b"), capture_output=True,
                            text=True, timeout=300)
     assert final.returncode == 0, final.stderr[-3000:]
 
