@@ -6,11 +6,8 @@ trainable module, which of its weights it changes, and how those are saved and
 reloaded. Everything else is here, once:
 - the data: zero-shot prompts plus answers, loss on answer tokens only
   (`strategies/lora_data.py`), or sequences the strategy makes itself (`encode`);
-- the loop: AdamW with linear warmup and decay; validation loss before training and
-  every `eval_every` steps; the best weights by validation loss (which may be the
-  untouched ones) restored at the end; early stop after `patience` bad evaluations; a
-  non-finite loss is an error the user can fix, not a result; CUDA OOM halves the
-  micro-batch (gradient accumulation keeps the step's batch);
+- the loop (`strategies/train_loop.py`): AdamW, validation-picked best weights, early
+  stop, divergence errors, CUDA OOM halving;
 - the facts every cell records: trainable parameters, tokens/s, peak memory of
   training, the bytes saved on disk, and the forgetting probe (`strategies/forgetting.py`).
 - The shared handle is never touched: `wrap` gets a deep copy of its weights, which
@@ -30,12 +27,12 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 from bench.errors import BenchError
-from bench.progress import phase
 from strategies.base import Artifacts, Budget, Prediction
 from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+from strategies.train_loop import train_loop
 
 # The modules every weight-changing strategy's artifacts and answers depend on (cache keys).
-CODE = ("strategies.training", "strategies.lora_data", "strategies.prompts", "strategies.forgetting")
+CODE = ("strategies.training", "strategies.train_loop", "strategies.lora_data", "strategies.prompts", "strategies.forgetting")
 # What a weight-changing cell asks an executor for; num_gpus applies on machines with GPUs.
 RESOURCES = {"num_cpus": 1, "num_gpus": 1}
 # Fields shared by every weight-changing strategy's config, with their lower bounds.
@@ -339,140 +336,6 @@ def enable_checkpointing(module: Any) -> None:
         base.activation_checkpointing_enable({"use_reentrant": False})
     else:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-
-
-# -- the loop ---------------------------------------------------------------------------
-def train_loop(module, seqs, val_seqs, cfg: Any, rng: random.Random, device: str, pad_id: int, progress,
-               label: str = "train") -> dict[str, Any]:
-    """AdamW with linear warmup and decay; keeps the best weights by validation loss."""
-    import torch
-
-    from strategies import lora_data as data
-
-    packed = cfg.packing is True or (cfg.packing == "auto" and device.startswith("cuda"))
-    pad_to = cfg.max_length if cfg.pad_to_max and not packed else None
-
-    def make_batch(items):
-        return data.pack(items) if packed else data.collate(items, pad_id, pad_to)
-
-    params = [p for p in module.parameters() if p.requires_grad]
-    per_epoch = math.ceil(math.ceil(len(seqs) / cfg.batch_size) / cfg.grad_accum)
-    total = min(cfg.epochs * per_epoch, cfg.max_steps or cfg.epochs * per_epoch)
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    warm = cfg.warmup_steps
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm) if s < warm
-                                                 else max(0.0, (total - s) / max(1, total - warm)))
-    # bf16 autocast on a GPU (the handle's weights are bf16 there); plain fp32 on CPU.
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.startswith("cuda") \
-        else contextlib.nullcontext
-
-    def evaluate() -> float:
-        module.eval()
-        loss_sum, count = 0.0, 0
-        with torch.no_grad(), autocast():
-            for idx in data.length_batches(val_seqs, cfg.batch_size, None):
-                loss, n = data.batch_loss(module, data.collate([val_seqs[i] for i in idx], pad_id), device)
-                loss_sum, count = loss_sum + float(loss), count + n
-        module.train()
-        value = loss_sum / max(count, 1)
-        if not math.isfinite(value):
-            raise diverged(value, step, cfg)
-        return value
-
-    def snapshot() -> dict[str, Any]:
-        return {n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad}
-
-    step, tokens, epochs_run, bad_evals, stopped, train_loss = 0, 0, 0, 0, False, float("nan")
-    step_seconds = 0.0  # optimizer steps only, without validation: what tokens/s is over
-    split, oom_retries = 1, 0  # micro-batches per batch after CUDA out-of-memory errors
-    curve: list[dict[str, Any]] = []
-    best, best_state, best_step = math.inf, None, None
-    if val_seqs:  # the untouched weights are a candidate too: training never ends worse on validation
-        best, best_state, best_step = evaluate(), snapshot(), 0
-        curve.append({"step": 0, "train_loss": None, "val_loss": round(best, 5)})
-    module.train()
-    with phase(progress, label, total) as bar:
-        while step < total and not stopped:
-            epochs_run += 1
-            batches = data.length_batches(seqs, cfg.batch_size, rng)
-            for g in range(0, len(batches), cfg.grad_accum):
-                t_step = time.perf_counter()
-                while True:  # CUDA OOM: halve the micro-batches; accumulation keeps the step's batch
-                    # Cut by sequences, not tensor rows, so packed batches (one row) split too.
-                    group = [make_batch([seqs[i] for i in part]) for idx in batches[g:g + cfg.grad_accum]
-                             for part in _parts(idx, split)]
-                    n_total = sum(int((b["labels"] != data.IGNORE).sum()) for b in group) or 1
-                    optimizer.zero_grad(set_to_none=True)
-                    try:
-                        loss_sum, seen = _accumulate(module, group, n_total, device, autocast,
-                                                     cfg.pad_to_max and not packed)
-                        break
-                    except torch.cuda.OutOfMemoryError:
-                        if max(len(idx) for idx in batches[g:g + cfg.grad_accum]) <= split:
-                            raise BenchError(f"{label}: CUDA out of memory even at micro-batch 1 (step {step + 1}); "
-                                             "lower max_length or use a smaller model") from None
-                        split *= 2
-                        oom_retries += 1
-                        if torch.cuda.is_available():
-                            torch.cuda.empty_cache()
-                tokens += seen
-                train_loss = loss_sum / n_total
-                step += 1
-                if not math.isfinite(train_loss):
-                    raise diverged(train_loss, step, cfg)
-                optimizer.step()
-                schedule.step()
-                step_seconds += time.perf_counter() - t_step
-                bar.advance(1)
-                bar.note(f"loss {train_loss:.3f}")
-                val = evaluate() if val_seqs and (step % cfg.eval_every == 0 or step == total) else None
-                curve.append({"step": step, "train_loss": round(train_loss, 5),
-                              "val_loss": None if val is None else round(val, 5)})
-                if val is not None:
-                    if val < best:
-                        best, best_state, best_step, bad_evals = val, snapshot(), step, 0
-                    else:
-                        bad_evals += 1
-                        stopped = bad_evals >= cfg.patience and step < total
-                if stopped or step >= total:
-                    break
-    if best_state is not None:
-        with torch.no_grad():
-            for name, param in module.named_parameters():
-                if name in best_state:
-                    param.copy_(best_state[name])
-    del optimizer, best_state  # full-ft: two more copies of every weight
-    return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
-            "best_val_loss": None if best_step is None else round(best, 5), "best_step": best_step,
-            "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve,
-            "oom_retries": oom_retries, "packing": packed, "train_step_seconds": round(step_seconds, 3),
-            "tokens_per_s": round(tokens / step_seconds, 1) if step_seconds else None,
-            "micro_batch_size": max(1, math.ceil(cfg.batch_size / split)), "grad_accum_used": cfg.grad_accum * split}
-
-
-def _parts(idx: list[int], split: int) -> list[list[int]]:
-    size = max(1, math.ceil(len(idx) / split))
-    return [idx[s:s + size] for s in range(0, len(idx), size)]
-
-
-def _accumulate(module, group, n_total: int, device: str, autocast, all_logits: bool = False) -> tuple[float, int]:
-    """Backward over the micro-batches of one step; the summed loss over them / their
-    token count equals one big batch's, however the batch was cut."""
-    from strategies import lora_data as data
-
-    loss_sum, seen = 0.0, 0
-    for batch in group:
-        with autocast():
-            loss, _ = data.batch_loss(module, batch, device, all_logits)
-        (loss / n_total).backward()
-        loss_sum += loss.item()
-        seen += int(batch["attention_mask"].sum())
-    return loss_sum, seen
-
-
-def diverged(loss: float, step: int, cfg: Any) -> BenchError:
-    return BenchError(f"{cfg.PREFIX} training diverged (loss={loss} at step {step}); lower learning_rate "
-                      f"(now {cfg.learning_rate:g}) or add warmup_steps")
 
 
 # -- saving and loading (bench/prepared.py places, keys and checksums the folder) -------------
