@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ from bench.options import config_from
 from bench.paths import cache_dir
 from bench.progress import phase
 from strategies.base import Artifacts, Budget, Prediction, StrategyDef
+from strategies.chunking import chunk_documents, passage
+from strategies.lexical import bm25_index, bm25_search, fuse
 from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens, user_message
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
@@ -98,50 +99,6 @@ class RagConfig:
             raise BenchError("rag.embedder must name an embedder (an alias, folder or model id)")
 
 
-# -- chunking -----------------------------------------------------------------
-@dataclass(frozen=True)
-class Chunk:
-    doc_id: str
-    text: str
-    start: int  # token window [start, end) within the document
-    end: int
-
-
-def windows(n_tokens: int, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Token windows covering [0, n_tokens); consecutive windows share `overlap` tokens."""
-    out, start = [], 0
-    while start < n_tokens:
-        end = min(start + size, n_tokens)
-        out.append((start, end))
-        if end == n_tokens:
-            break
-        start = end - overlap
-    return out
-
-
-def token_spans(tokenizer: Any, text: str) -> list[tuple[int, int]]:
-    """Character span of each token: chunks are cut from the original text, keeping its
-    case and spacing (decoding WordPiece ids would lowercase and re-space it)."""
-    if tokenizer is None:  # an embedder without a tokenizer (a test double): words
-        return [m.span() for m in re.finditer(r"\S+", text)]
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-    return [tuple(span) for span in enc["offset_mapping"]]
-
-
-def chunk_documents(documents: Sequence[Any], tokenizer: Any, size: int, overlap: int) -> list[Chunk]:
-    chunks = []
-    for doc in documents:
-        spans = token_spans(tokenizer, doc.text)
-        for start, end in windows(len(spans), size, overlap):
-            chunks.append(Chunk(doc.id, doc.text[spans[start][0]:spans[end - 1][1]], start, end))
-    return chunks
-
-
-def _passage(title: str, text: str) -> str:
-    # The title often names the subject the chunk never repeats (SQuAD, wiki pages).
-    return f"{title}\n{text}" if title and not text.startswith(title) else text
-
-
 # -- indexes --------------------------------------------------------------------
 def build_index(vectors: np.ndarray, config: RagConfig) -> tuple[Any, str]:
     import faiss
@@ -173,33 +130,7 @@ def _tune(index: Any, config: RagConfig, fetch: int) -> None:
         ivf.nprobe = min(config.nprobe, ivf.nlist)
 
 
-# -- lexical and hybrid search -------------------------------------------------------
-def bm25_index(texts: Sequence[str]) -> Any:
-    import bm25s
-
-    index = bm25s.BM25()
-    index.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
-    return index
-
-
-def bm25_search(index: Any, n_docs: int, queries: Sequence[str], fetch: int) -> list[list[int]]:
-    """Best first; documents sharing no term with the query (score 0) are left out."""
-    import bm25s
-
-    rows, scores = index.retrieve(bm25s.tokenize(list(queries), stopwords="en", show_progress=False),
-                                  k=min(fetch, n_docs), show_progress=False)
-    return [[int(r) for r, sc in zip(row, score) if sc > 0] for row, score in zip(rows, scores)]
-
-
-def fuse(rankings: Sequence[Sequence[int]], k: int = 60) -> list[int]:
-    """Reciprocal rank fusion (Cormack et al. 2009): each list adds 1 / (k + rank)."""
-    score: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            score[item] = score.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(score, key=lambda item: (-score[item], item))
-
-
+# -- hybrid search -----------------------------------------------------------------
 def search(st: Mapping[str, Any], cfg: RagConfig, queries: Sequence[str], fetch: int,
            retriever: str | None = None) -> list[list[int]]:
     """Chunk rows best first for each query, by the configured (or given) retriever."""
@@ -352,7 +283,7 @@ class RagStrategy:
                 chunks = chunk_documents(items, getattr(embedder, "tokenizer", None), cfg.chunk_tokens,
                                          cfg.chunk_overlap)
                 titles = {d.id: d.title for d in items}
-                meta = {"texts": [_passage(titles[c.doc_id], c.text) for c in chunks],
+                meta = {"texts": [passage(titles[c.doc_id], c.text) for c in chunks],
                         "ids": [c.doc_id for c in chunks], "n_documents": len(items)}
             else:
                 meta = {"texts": [ex.input for ex in pool], "ids": [ex.id for ex in pool], "n_documents": len(pool)}
@@ -429,4 +360,4 @@ def build(options: Mapping[str, Any] | None = None) -> RagStrategy:
 
 
 STRATEGY = StrategyDef(name="rag", config=RagConfig, build=build, predict_batch="batch_size",
-                       code=("strategies.rag", "strategies.prompts", "bench.embedder"), learns_from_train=True)
+                       code=("strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.prompts", "bench.embedder"), learns_from_train=True)

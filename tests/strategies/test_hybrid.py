@@ -5,7 +5,8 @@ import pytest
 from bench.errors import BenchError
 from fakes import FakeHandle, HashingEmbedder, toy_qa
 from strategies.base import Budget
-from strategies.rag import RagConfig, RagStrategy, fuse
+from strategies.lexical import fuse
+from strategies.rag import RagConfig, RagStrategy
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ import pytest
 from bench.errors import BenchError
 from fakes import FakeHandle, HashingEmbedder, tiny_handle, toy_classification, toy_qa
 from strategies.base import Budget
-from strategies.rag import RagConfig, RagStrategy, build, build_index, chunk_documents, windows
+from strategies.chunking import chunk_documents, windows
+from strategies.rag import RagConfig, RagStrategy, build, build_index
 from tasks.model import Document
 
 
