@@ -32,33 +32,29 @@ Rules:
   string), which must be corpus document ids (a .md/.txt file's path relative to the
   spec, or a corpus .jsonl row's `id`); they give recall@k and the retrieval-miss vs
   generation-miss split. In JSONL both are JSON lists (or one string); in CSV a cell
-  holds the items separated by `LIST_SEPARATOR` ("|"), or a JSON list (`["a", "b"]`).
+  holds the items separated by `tasks.records.LIST_SEPARATOR` ("|"), or a JSON list (`["a", "b"]`).
 - Test order is mixed by a seeded shuffle (by label for classification): the runner
   takes the first N test examples for `--limit N`, and a file sorted by label
   would otherwise test one label only.
 """
 from __future__ import annotations
 
-import csv
 import difflib
 import glob
-import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from bench import yamlio
 from bench.errors import DataError
-from bench.jsonl import loads_bounded
 from tasks.model import KINDS, METRICS, Document, Example, Task
+from tasks.records import list_field, read_csv, read_jsonl, text_field, utf8
 from tasks.splits import DEFAULT_RATIOS, check_ratios, mix_order, stratified_split
 
 SPEC_KEYS = ("name", "kind", "instruction", "labels", "metric", "train", "validation", "test", "fields", "split",
              "corpus", "max_new_tokens")
 FIELD_KEYS = ("input", "target", "id", "answers", "doc_ids")
 LIST_FIELDS = ("answers", "doc_ids")  # optional: read only when the spec names them
-LIST_SEPARATOR = "|"
 SPLIT_KEYS = ("ratios", "seed")
 SPLITS = ("train", "validation", "test")
 DEFAULT_INSTRUCTIONS = {"classification": "Classify the input. Answer with one of the labels.",
@@ -102,73 +98,6 @@ class _Spec:
         return value
 
 
-def _utf8(raw: bytes, path: Path, line: int, offset: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"not UTF-8 text (byte offset {offset + exc.start} in the file); re-save it as UTF-8",
-                        path=path, line=line) from None
-
-
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line."""
-    offset = 0
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, 1):
-            text = _utf8(raw, path, number, offset).lstrip("\ufeff")
-            offset += len(raw)
-            if not text.strip():
-                continue
-            try:
-                row = loads_bounded(text)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=path, line=number) from None
-            except ValueError as exc:  # nested past the limit
-                raise DataError(f"refused: {exc}", path=path, line=number) from None
-            if not isinstance(row, dict):
-                raise DataError(f"each line must be a JSON object, got {type(row).__name__}", path=path, line=number)
-            yield number, row
-
-
-def read_csv(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number where the record starts, row) for each non-blank record after the header."""
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")  # spreadsheets often write a byte-order mark
-    except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise DataError(f"not UTF-8 text (byte offset {exc.start}); re-save it as UTF-8", path=path, line=line) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [h.strip() for h in next(reader, [])]
-        if not any(header):
-            return
-        if len(set(header)) != len(header):
-            raise DataError(f"duplicate column names in the header: {header}", path=path, line=1)
-        end = reader.line_num
-        for record in reader:
-            start, end = end + 1, reader.line_num
-            if not any(cell.strip() for cell in record):
-                continue
-            if len(record) != len(header):
-                raise DataError(f"row has {len(record)} fields, the header has {len(header)}", path=path, line=start)
-            yield start, dict(zip(header, record))
-    except csv.Error as exc:
-        raise DataError(f"CSV error: {exc}", path=path, line=reader.line_num) from None
-
-
-def _field(row: dict, name: str, path: Path, line: int) -> str:
-    value = row.get(name)
-    if value is None:
-        raise DataError(f"missing field (this row has: {', '.join(map(str, row)) or 'nothing'})",
-                        path=path, line=line, field=name)
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise DataError(f"must be a string or a number, got {type(value).__name__}", path=path, line=line, field=name)
-    if not str(value).strip():
-        raise DataError("is empty", path=path, line=line, field=name)
-    return str(value).strip()
-
-
 def allowed_roots(spec_dir: Path) -> list[Path]:
     """The folders a spec may read from: its own, plus those the user allowed."""
     extra = [Path(p).expanduser().resolve() for p in os.environ.get("ADAPTBENCH_ALLOW_PATHS", "").split(os.pathsep)
@@ -185,39 +114,6 @@ def _outside_message(shown: str, path: Path, base: Path) -> str:
     return (f"{shown} resolves to {path.resolve()}, outside the spec's folder {base}; a task spec reads only "
             "files under its own folder (a symlink or '..' does not change that). Move the file there, or allow "
             "its folder with `bench run --allow-path DIR`")
-
-
-def _list_field(row: dict, name: str, path: Path, line: int) -> list[str]:
-    """A list of non-empty strings from a JSON list, one string, or a CSV cell split on
-    `LIST_SEPARATOR` (or holding a JSON list)."""
-    value = row.get(name)
-    if value is None:
-        raise DataError(f"missing field (this row has: {', '.join(map(str, row)) or 'nothing'})",
-                        path=path, line=line, field=name)
-    if isinstance(value, str) and path.suffix.lower() == ".csv":
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = loads_bounded(text)
-            except ValueError as exc:
-                raise DataError(f"starts with '[' but is not a JSON list ({exc}); write a|b|c or a JSON list",
-                                path=path, line=line, field=name) from None
-        else:
-            value = text.split(LIST_SEPARATOR)
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, list):
-        raise DataError(f"must be a list of strings, got {type(value).__name__}", path=path, line=line, field=name)
-    items = []
-    for i, item in enumerate(value, 1):
-        if isinstance(item, bool) or not isinstance(item, (str, int, float)):
-            raise DataError(f"item {i} must be a string, got {type(item).__name__}", path=path, line=line, field=name)
-        if not str(item).strip():
-            raise DataError(f"item {i} is empty", path=path, line=line, field=name)
-        items.append(str(item).strip())
-    if not items:
-        raise DataError("is an empty list", path=path, line=line, field=name)
-    return list(dict.fromkeys(items))
 
 
 def _resolve(spec: _Spec, key: str, value: Any) -> Path:
@@ -245,24 +141,24 @@ def _read_split(spec: _Spec, split: str, fields: dict[str, str], labels: tuple[s
     examples = []
     given = spec.data.get("fields") or {}
     for line, row in rows:
-        text = _field(row, fields["input"], path, line)
+        text = text_field(row, fields["input"], path, line)
         meta: dict[str, Any] = {"source": f"{path.name}:{line}"}
-        answers = _list_field(row, fields["answers"], path, line) if "answers" in given else None
+        answers = list_field(row, fields["answers"], path, line) if "answers" in given else None
         if answers is not None and "target" not in given and fields["target"] not in row:
             target = answers[0]  # no target column: the first accepted answer is canonical
         else:
-            target = _field(row, fields["target"], path, line)
+            target = text_field(row, fields["target"], path, line)
         if answers is not None:
             meta["answers"] = list(dict.fromkeys([target, *answers]))
         if "doc_ids" in given:
-            meta["doc_ids"] = _list_field(row, fields["doc_ids"], path, line)
+            meta["doc_ids"] = list_field(row, fields["doc_ids"], path, line)
             meta["doc_ids_at"] = [str(path), line]
         if labels and target not in labels:
             close = [lab for lab in labels if lab.lower() == target.lower()]
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise DataError(f"label {target!r} is not one of the declared labels{hint}: {', '.join(labels)}",
                             path=path, line=line, field=fields["target"])
-        ex_id = _field(row, fields["id"], path, line) if explicit_id or fields["id"] in row else f"{path.name}:{line}"
+        ex_id = text_field(row, fields["id"], path, line) if explicit_id or fields["id"] in row else f"{path.name}:{line}"
         if ex_id in seen:
             raise DataError(f"duplicate id {ex_id!r}, first seen at {seen[ex_id]}; ids must be unique across "
                             "train, validation and test", path=path, line=line, field=fields["id"])
@@ -301,7 +197,7 @@ def _read_corpus(spec: _Spec, value: Any) -> list[Document]:
 def _documents(path: Path, base: Path) -> Iterator[tuple[Document, str]]:
     suffix = path.suffix.lower()
     if suffix in (".txt", ".md"):
-        text = _utf8(path.read_bytes(), path, 1, 0)
+        text = utf8(path.read_bytes(), path, 1, 0)
         text = text.lstrip("\ufeff").strip()
         if not text:
             raise DataError("empty corpus document", path=path)
@@ -309,7 +205,7 @@ def _documents(path: Path, base: Path) -> Iterator[tuple[Document, str]]:
     elif suffix == ".jsonl":
         for line, row in read_jsonl(path):
             title = row.get("title") or ""
-            yield Document(_field(row, "id", path, line), _field(row, "text", path, line), str(title)), f"{path}:{line}"
+            yield Document(text_field(row, "id", path, line), text_field(row, "text", path, line), str(title)), f"{path}:{line}"
     else:
         raise DataError("unsupported corpus file type; use .txt, .md or .jsonl", path=path)
 

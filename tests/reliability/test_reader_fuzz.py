@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from bench import jsonl, yamlio
 from bench.errors import BenchError
-from tasks.user_spec import read_jsonl
+from tasks.records import read_jsonl
 
 FUZZ = settings(max_examples=150, deadline=1000, suppress_health_check=[HealthCheck.too_slow], database=None)
 # YAML's own punctuation, anchors and aliases, so the fuzzer reaches the loader's limits.
