@@ -102,6 +102,18 @@ class HFBackend:
             return None
         return self._prefixes.find(self.model, seqs)
 
+    def _batches(self, encoded: list[tuple[list[int], bool]], batch_size: int):
+        """(prefix, prompt indices, ids, mask) per batch: longest prompts first (less
+        padding), the prefix shared by all prompts of the call cut off once and served
+        from its cache, each batch's remaining tokens left-padded."""
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
+        prefix = self._prefix([e[0] for e in encoded])
+        cut = prefix.length if prefix else 0
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            ids, mask = self._left_pad([encoded[i][0][cut:] for i in batch])
+            yield prefix, batch, ids, mask
+
     def _fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
         # Keep the end of an over-long prompt: that is where the question and the
         # answer cue are. Callers should budget prompts so this rarely happens.
@@ -115,14 +127,10 @@ class HFBackend:
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         eos_ids = _eos_ids(self.model, tok)
         encoded = [self._fit(self.encode(p), max_new_tokens) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
         results: list[Generation | None] = [None] * len(prompts)
         self.model.eval()
-        prefix = self._prefix([e[0] for e in encoded])
-        cut = prefix.length if prefix else 0
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            ids, mask = self._left_pad([encoded[i][0][cut:] for i in batch])
+        for prefix, batch, ids, mask in self._batches(encoded, batch_size):
+            cut = prefix.length if prefix else 0
             kwargs = {}
             if prefix:  # [prefix | padding | suffix]: the cache holds the prefix, generate runs the rest
                 ids = torch.cat([torch.tensor([prefix.ids]).expand(len(batch), -1), ids], 1)
@@ -160,14 +168,9 @@ class HFBackend:
             raise ValueError("every choice must encode to at least one token")
         room = max(len(c) for c in choice_ids)
         encoded = [self._fit(self.encode(p), room) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i][0]))
         results: list[ChoiceScores | None] = [None] * len(prompts)
         self.model.eval()
-        prefix = self._prefix([e[0] for e in encoded])
-        cut = prefix.length if prefix else 0
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            ids, mask = self._left_pad([encoded[i][0][cut:] for i in batch])
+        for prefix, batch, ids, mask in self._batches(encoded, batch_size):
             t0 = time.perf_counter()
             with torch.inference_mode():
                 scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids, prefix)
