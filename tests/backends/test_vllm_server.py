@@ -156,3 +156,36 @@ def test_adapter_needs_lora_and_a_peft_folder(tmp_path, model_dir):
 
 
 assert sys.platform != "win32"  # process groups: POSIX only
+
+
+def test_a_killed_bench_leaves_no_server_behind(tmp_path, model_dir):
+    """SIGKILL gives the bench no chance to call stop(): the orphan guard must."""
+    import signal
+    import subprocess
+
+    pid_file = tmp_path / "server.pid"
+    python = _script(tmp_path, f'echo $$ > {pid_file}\nexec sleep 300\n')
+    bench = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from bench.vllm_server import VLLMOptions, VLLMServer\n"
+        f"s = VLLMServer(VLLMOptions(model={str(model_dir)!r}), {str(tmp_path / 'log')!r}, python={str(python)!r})\n"
+        "s.start(); print(s.process.pid, flush=True); time.sleep(300)\n")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        guard = int(bench.stdout.readline())
+        for _ in range(100):
+            if pid_file.exists() and pid_file.read_text().strip():
+                break
+            time.sleep(0.05)
+        server = int(pid_file.read_text())
+        assert _running(server) and _running(guard)
+        bench.send_signal(signal.SIGKILL)
+        bench.wait(timeout=10)
+        for _ in range(100):
+            if not _running(server) and not _running(guard):
+                break
+            time.sleep(0.1)
+        assert not _running(server), "the server outlived the bench that started it"
+        assert not _running(guard)
+    finally:
+        bench.kill()
