@@ -169,8 +169,17 @@ def _table(rows: pd.DataFrame, labels: dict) -> list[dict[str, Any]]:
         else:
             place = "frontier" if d is None else f"dominated by {labels[(order[d].strategy, order[d].model)]}"
         out.append(dict(r._asdict(), label=labels[(r.strategy, r.model)], best=r.Index == best,
-                        ci=fmt_ci(r.score_ci_low, r.score_ci_high), pareto=place))
+                        ci=fmt_ci(r.score_ci_low, r.score_ci_high), pareto=place,
+                        forgetting_ci=_forgetting(r)))
     return out
+
+
+def _forgetting(r: Any) -> str:
+    value = getattr(r, "forgetting", None)
+    if is_missing(value):
+        return "–"
+    ci = fmt_ci(getattr(r, "forgetting_ci_low", None), getattr(r, "forgetting_ci_high", None))
+    return f"{float(value):+.3f}" + ("" if ci == "–" else f" {ci}")
 
 
 def report_context(frames: RunFrames, summary: pd.DataFrame,
@@ -191,6 +200,8 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
                       "latency_pairs": [fmt_latency_pair(c) for c in latency[latency["task"] == task]
                                         .to_dict(orient="records")],
                       "has_macro_f1": bool(rows["macro_f1"].notna().any()),
+                      # weight-changing cells recorded training facts (reports/training_facts.py)
+                      "has_training": bool("trainable_params" in rows and rows["trainable_params"].notna().any()),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
                       "facts": facts, "drill": drill(frames, task, labels, i),

@@ -25,11 +25,11 @@ TEMPLATES = Path(__file__).parent / "templates"
 TEXT_LIMIT = 300
 
 
-def fmt_num(value: Any, spec: str = "{:.3f}") -> str:
+def fmt_num(value: Any, spec: str = "{:.3f}", scale: float = 1.0) -> str:
     if is_missing(value):
         return "–"
     try:
-        return spec.format(float(value))
+        return spec.format(float(value) * scale)
     except (TypeError, ValueError):
         return str(value)
 

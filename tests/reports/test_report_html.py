@@ -147,3 +147,13 @@ def test_pareto_labels_of_nearby_points_do_not_overlap():
     assert len(labels) == 2
     (x1, y1, _), (x2, y2, _) = labels
     assert abs(float(y1) - float(y2)) >= 13  # one line apart, not printed over each other
+
+
+def test_summary_table_shows_training_facts_when_a_cell_trained(run_dir, planted_dir):
+    # The synthetic run's lora cells recorded 12,345 trainable parameters: the table says so.
+    table = _html(run_dir)
+    table = table[table.index('<section id="task-0">'):]
+    table = table[:table.index("</table>")]
+    assert "<td class=\"num\">12,345</td>" in table and "forgetting [95% CI]" in table
+    # A run where nothing trained keeps the table as it was.
+    assert "trainable params" not in _html(planted_dir)
