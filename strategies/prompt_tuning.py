@@ -7,7 +7,8 @@ model's weights stay frozen (PEFT `PromptTuningConfig`, Lester et al. 2021).
 - `SoftPromptModel` puts the virtual tokens in front itself, so the hf backend's label
   scoring (prompt once, then each label from the KV cache) and training see them the
   same way: on the first pass only, positions shifted by their count. PEFT's own
-  forward would prepend them again on every cached step. Generation is PEFT's.
+  forward would prepend them again on every cached step. Generation goes through the
+  base model with the same layout, so left padding shifts no position.
 - Learning rate 3e-2: soft prompts need large steps (PEFT's examples use 3e-2).
 - Packing is off: virtual tokens start a row, so sequences cannot share one.
 """
@@ -72,12 +73,22 @@ def soft_prompt_model(peft_model: Any):
                 position_ids = torch.cat([virtual, position_ids], 1)
             return base(inputs_embeds=embeds, attention_mask=attention_mask, position_ids=position_ids, **kw)
 
-        def generate(self, **kw):
-            import warnings
-
-            with warnings.catch_warnings():  # PEFT drops position ids here; the mask gives the positions
-                warnings.filterwarnings("ignore", message="Position ids are not supported")
-                return self.peft.generate(**kw)
+        def generate(self, input_ids, attention_mask, **kw):
+            """[virtual | padding | prompt] as embeddings; generate derives the positions from
+            the mask (virtual tokens 0..v-1, the prompt from v on, padding skipped), as training
+            and label scoring see them. PEFT's own generate puts the padding between the
+            virtual tokens and the prompt's positions, so a prompt's answer depended on how
+            long the other prompts of its batch were. Returns ids in PEFT's layout: the
+            input ids, then the new tokens."""
+            base, v, n = self.peft.get_base_model(), self.n_virtual, input_ids.shape[0]
+            embeds = base.get_input_embeddings()(input_ids)
+            embeds = torch.cat([self.peft.get_prompt(batch_size=n).to(embeds.dtype), embeds], 1)
+            mask = torch.cat([attention_mask.new_ones(n, v), attention_mask], 1)
+            out = base.generate(inputs_embeds=embeds, attention_mask=mask, **kw)
+            if isinstance(out, torch.Tensor):
+                return torch.cat([input_ids, out.to(input_ids.device)], 1)
+            out.sequences = torch.cat([input_ids, out.sequences.to(input_ids.device)], 1)
+            return out
 
     return SoftPromptModel(peft_model)
 
