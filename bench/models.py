@@ -74,12 +74,6 @@ def resolve_device(requested: str | None) -> str:
     raise BenchError(f"unknown device {requested!r}; use auto, cpu or cuda[:N]")
 
 
-def _dtype_for(device: str):
-    import torch
-
-    return torch.bfloat16 if device.startswith("cuda") else torch.float32
-
-
 def attention_implementation(device: str) -> str:
     """FlashAttention 2 on a GPU when installed (variable-length kernels: packed LoRA
     batches cost no padding), else PyTorch SDPA, which fuses attention on CPU and GPU."""

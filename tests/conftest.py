@@ -1,11 +1,16 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Run folders written by tests are signed with a throwaway key (inherited by the CLI
+# subprocesses), never with the user's own key, which a test must not create.
+os.environ.setdefault("ADAPTBENCH_KEY_FILE",
+                      str(Path(tempfile.mkdtemp(prefix="adaptbench-test-key-")) / "integrity.key"))
 
 
 @pytest.fixture(autouse=True)
