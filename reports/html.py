@@ -20,6 +20,7 @@ from bench.store import RunStore
 from reports import charts, svg
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
+from reports.curves import learning_curve
 from reports.drill import DRILL_LIMIT, drill
 from reports.frame import BASELINE, RunFrames, best_index, is_missing, load_run, ok_rows
 from reports.latency_pairs import fmt_latency_pair, latency_comparisons
@@ -204,7 +205,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
                       "has_training": bool("trainable_params" in rows and rows["trainable_params"].notna().any()),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
-                      "facts": facts, "drill": drill(frames, task, labels, i),
+                      "facts": facts, "drill": drill(frames, task, labels, i), "curve": learning_curve(rows, metric),
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"])})
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,
