@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
                    "or openai:NAME@BASE_URL for an OpenAI-compatible server, e.g. openai:smol@http://127.0.0.1:8000/v1")
     r.add_argument("--limit", type=int, help="test examples per task (default 100)")
     r.add_argument("--train-limit", type=int, help="train examples a strategy may use (default 1000)")
+    r.add_argument("--train-sizes", help="learning curve: comma list of train sizes, e.g. 50,200,1000; each "
+                   "strategy that learns from train data runs at every size (README, 'Learning curves')")
     r.add_argument("--out", help="folder holding run folders (default runs)")
     r.add_argument("--name", help="run folder name (default run-DATE-TIME); an existing run continues")
     r.add_argument("--device", help="auto (default), cpu or cuda")
@@ -147,7 +149,7 @@ def _resume_config(args):
     from bench.redact import MASK
     from bench.resume_check import check_stored, read_stored
 
-    given = [f for f in ("config", "strategies", "limit", "train_limit", "name", "seed", "batch_size")
+    given = [f for f in ("config", "strategies", "limit", "train_limit", "train_sizes", "name", "seed", "batch_size")
              if getattr(args, f) not in (None, [], False)]
     if given or args.set:
         raise BenchError(f"--resume continues a run with its stored config; drop {', '.join(given) or '--set'} "
@@ -226,12 +228,15 @@ def _config_from_flags(args):
     from bench.config import make_config
 
     seeds = [int(s) for s in _csv(args.seed)] if args.seed else None
+    sizes = _csv(getattr(args, "train_sizes", None))
+    if sizes and not all(x.isdigit() for x in sizes):
+        raise BenchError(f"--train-sizes {args.train_sizes!r}: expected a comma list of whole numbers, e.g. 50,200")
     sets = _parse_sets(args.set)
     cfg = make_config(args.config, tasks=_csv(args.tasks), strategies=_csv(args.strategies),
                       models=_csv(args.model), limit=args.limit, train_limit=args.train_limit, out=args.out,
                       name=args.name, device=args.device, seeds=seeds, batch_size=args.batch_size,
                       trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample,
-                      dtype=getattr(args, "dtype", None))
+                      dtype=getattr(args, "dtype", None), train_sizes=[int(x) for x in sizes] if sizes else None)
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
     return cfg

@@ -63,6 +63,9 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     limit: int | None = 100  # test examples per task (None: the whole test split)
     train_limit: int | None = 1000  # train examples a strategy may use
+    # Learning curves: every strategy that learns from train data runs once per size (as
+    # its train_limit, cells labelled `lora(n=200)`), the others once (bench/grid.py).
+    train_sizes: list[int] | None = None
     data_seed: int = 0  # seeds the task splits; `seeds` seed the strategies
     device: str = "auto"
     # Weights' dtype for the hf backend: auto | float32 | bfloat16 (bench/dtypes.py says
@@ -112,6 +115,11 @@ class RunConfig:
             raise FieldError("limit", f"must be >= 1 (or null for all), got {self.limit}")
         if self.train_limit is not None and self.train_limit < 1:
             raise FieldError("train_limit", f"must be >= 1 (or null), got {self.train_limit}")
+        if self.train_sizes is not None:
+            if not self.train_sizes or any(n < 1 for n in self.train_sizes) or len(set(self.train_sizes)) < len(
+                    self.train_sizes):
+                raise FieldError("train_sizes", f"expected distinct integers >= 1 (or null), got {self.train_sizes}")
+            self.train_sizes = sorted(self.train_sizes)
         if self.batch_size < 1:
             raise FieldError("batch_size", f"must be >= 1, got {self.batch_size}")
         if self.checkpoint_every < 1:
@@ -244,6 +252,8 @@ FIELD_CHECKS = {
     "seeds": _list_of(_is_int, "an integer seed"),
     "limit": _scalar(lambda v: v is None or _is_int(v), "an integer or null"),
     "train_limit": _scalar(lambda v: v is None or _is_int(v), "an integer or null"),
+    "train_sizes": _scalar(lambda v: v is None or (isinstance(v, list) and all(_is_int(x) for x in v)),
+                           "a list of integers (train examples per learning-curve point) or null"),
     "name": _scalar(lambda v: v is None or _text(v), "a run name (text)"),
     "out": _scalar(_text, "a folder path (text)"),
     "device": _scalar(_text, "auto, cpu or cuda"),

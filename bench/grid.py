@@ -12,6 +12,12 @@ Resources: the strategy's own (`STRATEGY.resources` once strategies declare them
 until then one CPU, plus one GPU for strategies that change weights), then the
 config's `resources:` for the strategy's name, then for its label (most specific
 wins). An executor drops `num_gpus` on a cluster without GPUs.
+
+Learning curves (`train_sizes:`): a strategy that learns from train data
+(`StrategyDef.learns_from_train`) gets one cell per size and seed, its `train_limit` the
+size and its label `lora(n=200)`; strategies that never read the train split run once.
+The model loads once per run whatever the sizes, and RAG's corpus index is keyed by the
+corpus, not the train limit, so every size reuses one index.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from typing import Any, Mapping
 
 from bench.errors import BenchError
 from bench.store import cell_id
+from bench.sweeps import split_train_size, with_train_size
 
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 
@@ -98,7 +105,7 @@ def strategy_resources(name: str) -> dict[str, float]:
 def cell_resources(config, strategy: StrategyEntry) -> dict[str, float]:
     out = strategy_resources(strategy.name)
     wanted = getattr(config, "resources", None) or {}
-    for key in (strategy.name, strategy.label):
+    for key in dict.fromkeys((strategy.name, split_train_size(strategy.label)[0], strategy.label)):
         extra = wanted.get(key) or {}
         unknown = sorted(set(extra) - set(RESOURCE_KEYS))
         if unknown:
@@ -114,20 +121,42 @@ def task_names(config) -> dict[str, str]:
     return {entry: tasks.load_task(entry, seed=config.data_seed).name for entry in config.tasks}
 
 
+def learns_from_train(strategy: StrategyEntry) -> bool:
+    """The strategy's declaration (`StrategyDef.uses_train`) for this entry's options."""
+    from strategies import STRATEGIES
+
+    return strategy.name in STRATEGIES and STRATEGIES.load(strategy.name).uses_train(strategy.options)
+
+
+def sized(config, strategies: list[StrategyEntry]) -> list[tuple[StrategyEntry, int | None]]:
+    """Each entry with its train limit. Under `train_sizes` an entry that learns from
+    train data becomes one entry per size, labelled `label(n=size)` (bench/sweeps.py),
+    every size with the same seeds; the others keep their label and run once."""
+    sizes = getattr(config, "train_sizes", None)
+    out: list[tuple[StrategyEntry, int | None]] = []
+    for s in strategies:
+        if sizes and learns_from_train(s):
+            out += [(StrategyEntry(s.name, with_train_size(s.label, n), s.options), n) for n in sizes]
+        else:
+            out.append((s, config.train_limit))
+    return out
+
+
 def plan(config, names: Mapping[str, str] | None = None) -> list[CellSpec]:
-    """Every cell of the config's grid, in run order: model, then task, strategy, seed.
-    `names` maps task entries to task names when the caller has loaded the tasks."""
+    """Every cell of the config's grid, in run order: model, then task, strategy (and
+    train size), seed. `names` maps task entries to task names when the caller has
+    loaded the tasks."""
     names = dict(names) if names is not None else task_names(config)
     specs = []
-    strategies = [StrategyEntry(s.name, s.label, dict(s.options)) for s in config.strategy_specs()]
-    resources = {s.label: cell_resources(config, s) for s in strategies}
+    strategies = sized(config, [StrategyEntry(s.name, s.label, dict(s.options)) for s in config.strategy_specs()])
+    resources = {s.label: cell_resources(config, s) for s, _ in strategies}
     for model_spec in config.model_specs():
         model = model_spec.to_dict()
         for entry in config.tasks:
             task = TaskRef(entry, config.data_seed, names[entry])
-            for strategy in strategies:
+            for strategy, train_limit in strategies:
                 for seed in config.seeds:
                     specs.append(CellSpec(cell_id(task.name, strategy.label, model_label(model), seed), task,
-                                          strategy, model, seed, config.limit, config.train_limit,
+                                          strategy, model, seed, config.limit, train_limit,
                                           resources[strategy.label]))
     return specs

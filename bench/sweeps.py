@@ -9,6 +9,11 @@ because only their cells carry what picks the winner: the training's best valida
 loss (`pick` below). The test split never chooses a setting; reports show the spread
 over all settings and mark the validation-picked one, which the verdict uses.
 A list of strings (`target_modules: [q_proj, v_proj]`) is an option's value, not a sweep.
+
+Learning curves (`train_sizes:`, bench/grid.py) label their cells the same way with the
+reserved setting `n`, the labelled examples a cell learned from: `lora(n=200)`,
+`lora(r=4,n=200)`. `n` is not a sweep setting: `parse_label` keeps it in the group,
+so a sweep picks its setting per train size.
 """
 from __future__ import annotations
 
@@ -62,9 +67,40 @@ def expand(specs: Iterable[Any], changes_weights: Callable[[str], bool]) -> list
 
 
 def parse_label(label: str) -> tuple[str, str] | None:
-    """(group, setting) of an expanded entry's label, or None for a plain one."""
+    """(group, setting) of an expanded entry's label, or None for a plain one. A train
+    size stays in the group: `lora(r=4,n=200)` -> (`lora(n=200)`, `r=4`)."""
+    base, size = split_train_size(label)
+    match = _LABEL.match(base)
+    if not match:
+        return None
+    group = match["group"] if size is None else with_train_size(match["group"], size)
+    return group, match["setting"]
+
+
+TRAIN_SIZE = "n"
+
+
+def with_train_size(label: str, size: int) -> str:
+    """`lora` -> `lora(n=200)`; a sweep entry `lora(r=4)` -> `lora(r=4,n=200)`."""
     match = _LABEL.match(str(label))
-    return (match["group"], match["setting"]) if match else None
+    if match:
+        return f"{match['group']}({match['setting']},{TRAIN_SIZE}={int(size)})"
+    return f"{label}({TRAIN_SIZE}={int(size)})"
+
+
+def split_train_size(label: str) -> tuple[str, int | None]:
+    """(the label without its train size, the size) for a learning-curve cell's label;
+    (label, None) for any other."""
+    label = str(label)
+    match = _LABEL.match(label)
+    if not match:
+        return label, None
+    settings = match["setting"].split(",")
+    last = settings[-1].partition("=")
+    if last[0] != TRAIN_SIZE or not last[2].isdigit():
+        return label, None
+    rest = settings[:-1]
+    return (f"{match['group']}({','.join(rest)})" if rest else match["group"]), int(last[2])
 
 
 def pick(val_losses: Mapping[str, Iterable[float | None]]) -> str | None:

@@ -21,6 +21,7 @@ from bench.store import RunStore
 from reports import charts, svg
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
+from reports.curves import learning_curve
 from reports.decide import decide_run
 from reports.decide_out import report_section, task_table
 from reports.drill import DRILL_LIMIT, drill
@@ -209,7 +210,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
                       "has_training": bool("trainable_params" in rows and rows["trainable_params"].notna().any()),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
-                      "facts": facts, "drill": drill(frames, task, labels, i),
+                      "facts": facts, "drill": drill(frames, task, labels, i), "curve": learning_curve(rows, metric),
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"]),
                       "decision": task_table(decisions.get(str(task))) if decisions is not None else None})

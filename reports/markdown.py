@@ -14,6 +14,7 @@ import pandas as pd
 
 from reports.compare_pairs import describe
 from reports.costs import fmt_usd
+from reports.curves import curve_markdown
 from reports.frame import best_index, is_missing
 from reports.latency_pairs import fmt_latency_pair
 from reports.verdict import display_labels, verdict
@@ -116,6 +117,9 @@ def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparison
         for _, row in failed.iterrows():
             parts.append(f"- {md_escape(row['strategy'])} {md_escape(row['status'])}: "
                          f"{md_escape(str(row['error'])[:300])}")
+        curve = curve_markdown(rows, md_escape)  # only when cells ran at several train sizes
+        if curve:
+            parts.append(curve)
         pairs = [f"- {md_escape(describe(c))}" for c in task_records(comparisons, task)]
         if pairs:
             parts.append("Paired comparisons (95% interval of the difference):\n\n" + "\n".join(pairs))

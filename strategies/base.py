@@ -106,7 +106,10 @@ class StrategyDef:
     needs: frozenset[str] = frozenset()  # Capabilities names the backend must have
     resources: Mapping[str, Any] = field(default_factory=lambda: {"num_cpus": 1})
     changes_weights: bool = False
-    learns_from_train: bool = False
+    # Whether cells of this strategy depend on the labelled train examples (learning
+    # curves run such a strategy once per train size): a bool, or a function of the
+    # strategy's validated config (k-shot prompting learns, zero-shot does not).
+    learns_from_train: bool | Callable[[Any], bool] = False
 
     def __post_init__(self) -> None:
         if self.predict_batch is not None and self.predict_batch not in {f.name for f in fields(self.config)}:
@@ -114,6 +117,14 @@ class StrategyDef:
                              f"of {self.config.__name__}")
         object.__setattr__(self, "code", tuple(self.code))
         object.__setattr__(self, "needs", frozenset(self.needs))
+
+    def uses_train(self, options: Mapping[str, Any]) -> bool:
+        """`learns_from_train` for one entry's options (validated by the config class)."""
+        if not callable(self.learns_from_train):
+            return bool(self.learns_from_train)
+        from bench.options import config_from
+
+        return bool(self.learns_from_train(config_from(self.config, dict(options), f"strategies.{self.name}")))
 
 
 @runtime_checkable

@@ -1,7 +1,7 @@
 """Prompt engineering: zero-shot or k-shot, no training and no retrieval.
 
-The k demonstrations are drawn from the train split with the run's seed, once in
-`prepare`, so every test example sees the same ones (balanced across labels for
+The k demonstrations are drawn from the train split (its first `train_limit` examples
+in one seeded order, `labelled_subset`) with the run's seed, once in `prepare`, so every test example sees the same ones (balanced across labels for
 classification, so the prompt does not teach a majority label)."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 from bench.errors import BenchError
 from bench.options import config_from
 from strategies.base import Artifacts, Budget, Prediction, StrategyDef
-from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens
+from strategies.prompts import build_prompt, labelled_subset, pick_demos, predict_prompts, reserve_tokens
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class PromptingStrategy:
         self.name = "prompting" if config.shots == 0 else f"prompting-{config.shots}shot"
 
     def prepare(self, task, model, budget: Budget) -> Artifacts:
-        demos = pick_demos(task.train, self.config.shots, budget.seed,
+        train = labelled_subset(task.train, budget.max_train_examples, budget.seed)
+        demos = pick_demos(train, self.config.shots, budget.seed,
                            task.labels if task.kind == "classification" else ())
         return Artifacts(self.name, model, task, state={"demos": demos},
                          info={"shots": len(demos), "demo_ids": [d.id for d in demos]})
@@ -48,5 +49,9 @@ def build(options: Mapping[str, Any] | None = None) -> PromptingStrategy:
     return PromptingStrategy(config_from(PromptingConfig, options or {}, "strategies.prompting"))
 
 
+def _learns(config: PromptingConfig) -> bool:
+    return config.shots > 0  # zero-shot never looks at the train split
+
+
 STRATEGY = StrategyDef(name="prompting", config=PromptingConfig, build=build, predict_batch="batch_size",
-                       code=("strategies.prompting", "strategies.prompts"), learns_from_train=True)
+                       code=("strategies.prompting", "strategies.prompts"), learns_from_train=_learns)

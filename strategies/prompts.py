@@ -30,6 +30,18 @@ def user_message(task: "Task", text: str, passages: Sequence[str] = ()) -> str:
     return "\n\n".join(parts)
 
 
+def labelled_subset(train: Sequence["Example"], cap: int | None, seed: int) -> list["Example"]:
+    """The train examples a strategy may learn from under a cap: the first `cap` of one
+    seeded order of the whole split, so with one seed a smaller cap is a prefix of a
+    larger one (a learning curve's 50 examples are among its 200). No cap, or one at
+    least the split's size: the split as it is."""
+    train = list(train)
+    if cap is None or cap >= len(train):
+        return train
+    random.Random(seed).shuffle(train)  # `sample(train, k)` would not nest: its method depends on k
+    return train[:cap]
+
+
 def pick_demos(train: Sequence["Example"], k: int, seed: int, labels: Sequence[str] = ()) -> list["Example"]:
     """k seeded demonstrations from train, balanced across `labels` when given, so a
     prompt does not teach a majority label."""

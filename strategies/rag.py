@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from bench.progress import phase
 from strategies.base import Artifacts, Budget, Prediction, StrategyDef
 from strategies.chunking import chunk_documents, passage
 from strategies.lexical import bm25_index, bm25_search, fuse
-from strategies.prompts import build_prompt, pick_demos, predict_prompts, reserve_tokens, user_message
+from strategies.prompts import build_prompt, labelled_subset, pick_demos, predict_prompts, reserve_tokens, user_message
 
 INDEX_KINDS = ("auto", "flat", "hnsw", "ivf")
 RETRIEVERS = ("dense", "bm25", "hybrid")
@@ -267,10 +266,9 @@ class RagStrategy:
             mode, items, pool = "corpus", task.corpus, None
             content = [[d.id, d.title, d.text] for d in items]
         else:
-            mode, pool = "dynamic-few-shot", list(task.train)
             caps = [c for c in (cfg.max_train_examples, budget.max_train_examples) if c is not None]
-            if caps and min(caps) < len(pool):
-                pool = random.Random(budget.seed).sample(pool, min(caps))  # as LoRA samples its subset
+            # As LoRA takes its subset: one seeded order, so a smaller cap is a prefix of a larger.
+            mode, pool = "dynamic-few-shot", labelled_subset(task.train, min(caps, default=None), budget.seed)
             if not pool:
                 raise BenchError(f"rag: task {task.name!r} has neither a corpus nor train examples to retrieve")
             content = [[ex.id, ex.input] for ex in pool]
@@ -306,17 +304,18 @@ class RagStrategy:
                 "k": cfg.top_k if mode == "corpus" else cfg.demos_k, "cache_key": path.stem,
                 "index_sha256": _index_sha256(index), "retriever": cfg.retriever}
         if mode == "corpus":
-            state["shots"] = self._context_shots(task, state, budget.seed)
+            train = labelled_subset(task.train, budget.max_train_examples, budget.seed)
+            state["shots"] = self._context_shots(task, train, state, budget.seed)
             info.update(chunk_tokens=cfg.chunk_tokens, chunk_overlap=cfg.chunk_overlap,
                         shots=len(state["shots"]))
             val = list(task.validation)[:64] if cfg.compare_retrievers else []
             info.update({f"val_recall_at_k_{name}": value for name, value in recall_by_retriever(state, cfg, val).items()})
         return Artifacts(self.name, model, task, state=state, info=info)
 
-    def _context_shots(self, task, state: dict, seed: int) -> list[tuple[str, str]]:
+    def _context_shots(self, task, train: list, state: dict, seed: int) -> list[tuple[str, str]]:
         """Demonstrations with context: each train example with the passage of its gold
         document that holds the answer (or the passage retrieval finds for it)."""
-        demos = pick_demos(task.train, self.config.shots, seed)
+        demos = pick_demos(train, self.config.shots, seed)
         by_doc: dict[str, list[str]] = {}
         for doc_id, text in zip(state["ids"], state["texts"]):
             by_doc.setdefault(doc_id, []).append(text)

@@ -28,7 +28,7 @@ from typing import Any, Callable, ClassVar, Mapping
 
 from bench.errors import BenchError
 from strategies.base import Artifacts, Budget, Prediction
-from strategies.prompts import build_prompt, predict_prompts, reserve_tokens
+from strategies.prompts import build_prompt, labelled_subset, predict_prompts, reserve_tokens
 from strategies.train_loop import train_loop
 
 # The modules every weight-changing strategy's artifacts and answers depend on (cache keys).
@@ -251,10 +251,7 @@ def merged_variant(method: Method, artifacts: Artifacts):
 
 def train_subset(task, cfg: Any, budget: Budget, rng: random.Random) -> list:
     cap = min((c for c in (cfg.max_train_examples, budget.max_train_examples) if c is not None), default=None)
-    train = list(task.train)
-    if cap is not None and cap < len(train):
-        train = rng.sample(train, cap)
-    return train
+    return labelled_subset(task.train, cap, budget.seed)  # nested across caps (learning curves)
 
 
 def zero_shot_sequences(lm, task, examples, cfg, rng) -> list:
