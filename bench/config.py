@@ -90,6 +90,8 @@ class RunConfig:
     executor: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The results database (bench/history.py): {record: all|baselines|none, path: FILE}.
+    history: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
@@ -117,6 +119,13 @@ class RunConfig:
             raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
+        from bench.history import check_settings
+
+        problem = check_settings(self.history)
+        if problem:
+            key, sep, rest = problem.partition(": ")
+            known = sep and key in ("record", "path")
+            raise FieldError(f"history.{key}" if known else "history", rest if known else problem)
         if self.executor not in ("local", "ray"):
             raise BenchError(f"config: executor must be local or ray, got {self.executor!r}")
         if not isinstance(self.ray, Mapping) or not isinstance(self.resources, Mapping):
@@ -240,6 +249,7 @@ FIELD_CHECKS = {
     "cost": _scalar(lambda v: isinstance(v, Mapping), f"a mapping with keys {list(COST_KEYS)}"),
     "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
+    "history": _scalar(lambda v: isinstance(v, Mapping), "a mapping {record: all|baselines|none, path: FILE}"),
     **{k: _scalar(_is_int, "an integer") for k in ("data_seed", "batch_size", "max_context", "checkpoint_every",
                                                    "latency_sample", "warmup")},
 }

@@ -22,9 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["PREFERENCES", "RunFrames", "load_run", "render_run", "summarize", "write_summary"]
 
 
-def render_run(run_dir: str | Path, console: "Console | None" = None) -> "pd.DataFrame":
+def render_run(run_dir: str | Path, console: "Console | None" = None,
+               history: str | Path | None = None) -> "pd.DataFrame":
     """Write summary.csv/.json/.md, comparisons.csv, break_even.csv and report.html;
-    print the table with its comparisons and break-even volumes."""
+    print the table with its comparisons and break-even volumes. `history`: the
+    results database's path (`bench.history`), for the report's trend charts; the
+    report leaves them out without one, or when the file does not exist."""
+    from bench.history import read_trend
     from reports.compare_pairs import compare_strategies
     from reports.costs import break_even_frame, price_table
     from reports.html import render_html
@@ -35,7 +39,7 @@ def render_run(run_dir: str | Path, console: "Console | None" = None) -> "pd.Dat
     summary = summarize(frames, baselines=True)
     comparisons = compare_strategies(frames)  # bootstraps once, shared by every output
     write_summary(run_dir, frames=frames, summary=summary, comparisons=comparisons)
-    render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons)
+    render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons, history=read_trend(history))
     print_summary(summary, console=console, title=f"adaptbench run {frames.name}", comparisons=comparisons,
                   break_even=break_even_frame(summary, frames), prices=price_table(summary, frames.manifest),
                   latency=latency_comparisons(frames))

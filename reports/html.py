@@ -183,7 +183,11 @@ def _forgetting(r: Any) -> str:
 
 
 def report_context(frames: RunFrames, summary: pd.DataFrame,
-                   comparisons: pd.DataFrame | None = None) -> dict[str, Any]:
+                   comparisons: pd.DataFrame | None = None, history: list | None = None) -> dict[str, Any]:
+    """`history`: the results database's trend rows (`bench.history.trend`), passed in
+    by the caller; without them each task's trend section is left out."""
+    from reports.trend import trend_section
+
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
@@ -207,6 +211,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
                       "facts": facts, "drill": drill(frames, task, labels, i),
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"])})
+        tasks[-1]["trend"] = trend_section(history or [], str(task), current_key=str(frames.root.resolve()))
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,
             "manifest": json.dumps(frames.manifest, indent=2, ensure_ascii=False, default=str),
             "volumes": [f"{v:,}" for v in prices["monthly_volumes"]],
@@ -214,13 +219,13 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
 
 
 def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
-                     comparisons: pd.DataFrame | None = None) -> str:
+                     comparisons: pd.DataFrame | None = None, history: list | None = None) -> str:
     summary = summarize(frames, baselines=True) if summary is None else summary
-    ctx = report_context(frames, summary, comparisons)
+    ctx = report_context(frames, summary, comparisons, history)
     return render("report.html.j2", "report.css", ("drill.js",), **ctx)
 
 
 def render_html(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,
-                comparisons: pd.DataFrame | None = None) -> Path:
+                comparisons: pd.DataFrame | None = None, history: list | None = None) -> Path:
     frames = frames or load_run(run_dir)
-    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary, comparisons))
+    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary, comparisons, history))
