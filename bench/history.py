@@ -34,7 +34,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from bench import history_db as db
+from bench import history_db as db, jsonl
 from bench.errors import BenchError, DataWarning
 
 ENV = "ADAPTBENCH_HISTORY"
@@ -73,8 +73,8 @@ def db_path(settings: Mapping[str, Any] | None = None) -> Path:
 
 def stored_settings(run_dir: str | Path) -> dict[str, Any]:
     """The `history:` block of the config stored in a run folder's manifest ({} if none)."""
-    try:
-        manifest = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
+    try:  # a run folder is untrusted input: bounded nesting, and any damage reads as no settings
+        manifest = jsonl.loads_bounded((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     config = manifest.get("config") if isinstance(manifest, dict) else None
@@ -195,7 +195,7 @@ def _journaled(path: Path) -> list[dict[str, Any]]:
     out = []
     for line in lines:
         try:
-            entry = json.loads(line)
+            entry = jsonl.loads_bounded(line)
         except ValueError:
             continue
         if isinstance(entry, dict) and isinstance(entry.get("key"), str) and isinstance(entry.get("folder"), str):
@@ -205,7 +205,7 @@ def _journaled(path: Path) -> list[dict[str, Any]]:
 
 def _finished_run(folder: Path) -> bool:
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = jsonl.loads_bounded((folder / "manifest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(manifest, dict) and isinstance(manifest.get("finished_at"), str)
@@ -230,7 +230,8 @@ def rebuild(con: sqlite3.Connection, path: Path, named: Iterable[str] = (),
                 found.setdefault(str(child.resolve()), {"folders": [str(child)], "baseline": None})
     for b in list_baselines():
         try:
-            source = json.loads((Path(b["path"]) / "baseline.json").read_text(encoding="utf-8")).get("source")
+            meta = jsonl.loads_bounded((Path(b["path"]) / "baseline.json").read_text(encoding="utf-8"))
+            source = meta.get("source")
         except (OSError, ValueError, AttributeError):
             source = None
         key = str(source or Path(b["path"]).resolve())
