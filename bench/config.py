@@ -90,6 +90,9 @@ class RunConfig:
     executor: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Constraints for the recommendation per task (reports/decide_config.py): min_score,
+    # max_p95_ms, monthly_queries, max_monthly_usd, amortize_months, tasks: {name: {...}}.
+    decide: dict[str, Any] = field(default_factory=dict)
     # The results database (bench/history.py): {record: all|baselines|none, path: FILE}.
     history: dict[str, Any] = field(default_factory=dict)
 
@@ -119,6 +122,7 @@ class RunConfig:
             raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
+        _check_decide(self.decide, self.tasks)
         from bench.history import check_settings
 
         problem = check_settings(self.history)
@@ -215,6 +219,14 @@ def _check_cost(cost: Any) -> None:
         raise FieldError("cost.api_model", f"{api!r} is not in the API price table; known: {sorted(API_PRICES)}")
 
 
+def _check_decide(decide: Any, tasks: list[str]) -> None:
+    from reports.decide_config import parse  # validated where it is used: by the reports
+
+    # A task given as a spec path is named by its spec; only plain names can be checked here.
+    names = None if any("/" in t or t.endswith((".yaml", ".yml")) for t in tasks) else list(tasks)
+    parse(decide, names)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -247,6 +259,7 @@ FIELD_CHECKS = {
     "dtype": _scalar(lambda v: v in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
     "strategy_options": _scalar(lambda v: isinstance(v, Mapping), "a mapping {strategy: {option: value}}"),
     "cost": _scalar(lambda v: isinstance(v, Mapping), f"a mapping with keys {list(COST_KEYS)}"),
+    "decide": _scalar(lambda v: isinstance(v, Mapping), "a mapping of constraints (min_score, max_p95_ms, ...)"),
     "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "history": _scalar(lambda v: isinstance(v, Mapping), "a mapping {record: all|baselines|none, path: FILE}"),
