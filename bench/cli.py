@@ -103,6 +103,18 @@ def _parser() -> argparse.ArgumentParser:
     base.add_argument("name", nargs="?", help="save: the baseline's name")
     base.add_argument("run_dir", nargs="?", help="save: the run folder")
 
+    h = sub.add_parser("history", help="each cell's score, latency and cost over the recorded runs (the results "
+                       "database), and whether each run was better or worse than the one before")
+    h.add_argument("--task", help="only this task")
+    h.add_argument("--strategy", help="only this strategy (its label)")
+    h.add_argument("--model", help="only this model (its label)")
+    h.add_argument("--last", type=int, metavar="N", help="only each cell's last N runs")
+    h.add_argument("--db", help="the database file (default: $ADAPTBENCH_HISTORY, else history.sqlite in the cache)")
+    h.add_argument("--record", metavar="RUN", action="append", default=[],
+                   help="record (or re-record) this run folder first (repeatable)")
+    h.add_argument("--runs", metavar="DIR", action="append", default=[],
+                   help="a folder of run folders to rebuild from should the database be damaged (default ./runs)")
+
     c = sub.add_parser("cache", help="list or prune the cache of converted models, indexes, adapters, predictions")
     c.add_argument("action", choices=["list", "prune"])
     c.add_argument("--older-than", type=float, metavar="DAYS", help="prune: entries not used for DAYS days")
@@ -203,7 +215,7 @@ def cmd_run(args) -> int:
     console = _console()
     runner = Runner(cfg, console)
     run_dir = runner.run()
-    render_run(run_dir, console=console)
+    render_run(run_dir, console=console, history=_history_path(run_dir))
     console.print(f"\nrun folder: {run_dir}  (report: {run_dir / 'report.html'})")
     if runner.unfinished:
         print(f"error: {len(runner.unfinished)} cell(s) of this grid are unfinished (another process is running "
@@ -255,10 +267,17 @@ def cmd_tasks(args) -> int:
     return 0
 
 
+def _history_path(run_dir):
+    """The results database a run's reports chart their trend from (bench/history.py)."""
+    from bench.history import db_path, stored_settings
+
+    return db_path(stored_settings(run_dir))
+
+
 def cmd_report(args) -> int:
     from reports import render_run
 
-    render_run(args.run_dir, console=_console(), decide=_decide_args(args))
+    render_run(args.run_dir, console=_console(), decide=_decide_args(args), history=_history_path(args.run_dir))
     return 0
 
 
@@ -306,7 +325,10 @@ def cmd_compare(args) -> int:
     from reports.regression import Thresholds
 
     th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
-    result, _ = run_compare(args.baseline, args.new, args.out, th, _console(), decide=_decide_args(args))
+    from reports.baselines import resolve
+
+    result, _ = run_compare(args.baseline, args.new, args.out, th, _console(), decide=_decide_args(args),
+                            history=_history_path(resolve(args.new)))
     return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
 
 
@@ -322,6 +344,36 @@ def cmd_baseline(args) -> int:
     if not args.name or not args.run_dir:
         raise BenchError("usage: bench baseline save NAME RUN_FOLDER")
     print(f"saved baseline {args.name!r}: {baselines.save(args.name, args.run_dir)}")
+    from bench.history import record_baseline
+
+    recorded = record_baseline(args.name, args.run_dir)  # unless the run's config says history.record: none
+    if recorded:
+        print(f"recorded in the history: {recorded}")
+    return 0
+
+
+def cmd_history(args) -> int:
+    from pathlib import Path
+
+    from bench import history
+    from reports.trend import print_trend
+
+    if args.last is not None and args.last < 1:
+        raise BenchError(f"--last {args.last}: give a number of runs >= 1")
+    path = Path(args.db).expanduser() if args.db else history.db_path()
+    for run_dir in args.record:
+        history.record_run(path, run_dir)
+        print(f"recorded {run_dir} in {path}")
+    if not path.is_file():
+        print(f"no history yet: {path} does not exist. Finished runs are recorded there (README, 'History'); "
+              "record an existing run with `bench history --record RUN`.")
+        return 0
+    con = history.open_history(path, args.runs)
+    try:
+        rows = history.trend(con, task=args.task, strategy=args.strategy, model=args.model, last=args.last)
+    finally:
+        con.close()
+    print_trend(rows, _console(), where=str(path))
     return 0
 
 
@@ -351,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": cmd_run, "tasks": cmd_tasks, "report": cmd_report, "assets": cmd_assets,
                 "cache": cmd_cache, "perf": cmd_perf}
     handlers.update(compare=cmd_compare, baseline=cmd_baseline, plan=cmd_plan)
+    handlers["history"] = cmd_history
     if args.command is None:
         _parser().print_help()
         return 2

@@ -96,6 +96,8 @@ class RunConfig:
     # Constraints for the recommendation per task (reports/decide_config.py): min_score,
     # max_p95_ms, monthly_queries, max_monthly_usd, amortize_months, tasks: {name: {...}}.
     decide: dict[str, Any] = field(default_factory=dict)
+    # The results database (bench/history.py): {record: all|baselines|none, path: FILE}.
+    history: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
@@ -129,6 +131,13 @@ class RunConfig:
                              f"and {self.warmup}")
         _check_cost(self.cost)
         _check_decide(self.decide, self.tasks)
+        from bench.history import check_settings
+
+        problem = check_settings(self.history)
+        if problem:
+            key, sep, rest = problem.partition(": ")
+            known = sep and key in ("record", "path")
+            raise FieldError(f"history.{key}" if known else "history", rest if known else problem)
         if self.executor not in ("local", "ray"):
             raise BenchError(f"config: executor must be local or ray, got {self.executor!r}")
         if not isinstance(self.ray, Mapping) or not isinstance(self.resources, Mapping):
@@ -263,6 +272,7 @@ FIELD_CHECKS = {
     "decide": _scalar(lambda v: isinstance(v, Mapping), "a mapping of constraints (min_score, max_p95_ms, ...)"),
     "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
+    "history": _scalar(lambda v: isinstance(v, Mapping), "a mapping {record: all|baselines|none, path: FILE}"),
     **{k: _scalar(_is_int, "an integer") for k in ("data_seed", "batch_size", "max_context", "checkpoint_every",
                                                    "latency_sample", "warmup")},
 }

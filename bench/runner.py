@@ -96,6 +96,10 @@ class Runner:
         with self._phases() as phases:
             executor.run(cells, self.sink, RunContext(cfg, self.log, phases.open, loaded))
         self.unfinished = self.sink.finish([c.cell for c in cells])
+        if not self.unfinished and self.sink.read_manifest().get("finished_at"):
+            from bench.history import record_finished
+
+            record_finished(cfg.history, self.store.root, self.log)  # the results database, once per finished run
         for cell in self.unfinished:
             self.log(f"[yellow]unfinished: {cell} (another process holds it, or its worker was lost)[/]")
         return self.store.root

@@ -23,10 +23,13 @@ __all__ = ["PREFERENCES", "RunFrames", "load_run", "render_run", "summarize", "w
 
 
 def render_run(run_dir: str | Path, console: "Console | None" = None,
-               decide: "Mapping[str, Any] | None" = None) -> "pd.DataFrame":
+               decide: "Mapping[str, Any] | None" = None, history: str | Path | None = None) -> "pd.DataFrame":
     """Write summary.csv/.json/.md, comparisons.csv, break_even.csv and report.html;
     print the table with its comparisons and break-even volumes. `decide`: constraints
-    from the command line over the run's `decide:` block (reports/decide.py)."""
+    from the command line over the run's `decide:` block (reports/decide.py).
+    `history`: the results database's path (`bench.history`), for the report's trend
+    charts; the report leaves them out without one, or when the file does not exist."""
+    from bench.history import read_trend
     from reports.compare_pairs import compare_strategies
     from reports.costs import break_even_frame, price_table
     from reports.decide import decide_run
@@ -39,7 +42,8 @@ def render_run(run_dir: str | Path, console: "Console | None" = None,
     comparisons = compare_strategies(frames)  # bootstraps once, shared by every output
     decisions = decide_run(frames, summary, decide)  # None without constraints: today's outputs, unchanged
     write_summary(run_dir, frames=frames, summary=summary, comparisons=comparisons, decisions=decisions)
-    render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons, decisions=decisions)
+    render_html(run_dir, frames=frames, summary=summary, comparisons=comparisons, decisions=decisions,
+                history=read_trend(history))
     print_summary(summary, console=console, title=f"adaptbench run {frames.name}", comparisons=comparisons,
                   break_even=break_even_frame(summary, frames), prices=price_table(summary, frames.manifest),
                   latency=latency_comparisons(frames))

@@ -103,8 +103,21 @@ def _manifest_facts(frames: RunFrames) -> dict[str, str]:
             "commit": str(git.get("commit", "–"))}
 
 
+def _trends(result: pd.DataFrame, new: RunFrames, history: list | None) -> list[dict[str, Any]]:
+    """Per task, the compared cells' score and cost over the recorded runs (`reports.trend`)."""
+    from reports.trend import trend_section
+
+    out = []
+    for task, group in result.groupby("task", sort=False) if history else []:
+        section = trend_section(history, str(task), cells=set(zip(group["strategy"], group["model"])),
+                                current_key=str(new.root.resolve()))
+        if section:
+            out.append({"task": str(task), **section})
+    return out
+
+
 def compare_html(result: pd.DataFrame, base: RunFrames, new: RunFrames, th: Thresholds,
-                 decisions: dict | None = None) -> str:
+                 decisions: dict | None = None, history: list | None = None) -> str:
     rows = display_rows(result)
     scored = [r for r in result.to_dict(orient="records") if not is_missing(r["delta_ci_high"])
               and not (isinstance(r["delta_ci_high"], float) and math.isnan(r["delta_ci_high"]))]
@@ -113,7 +126,8 @@ def compare_html(result: pd.DataFrame, base: RunFrames, new: RunFrames, th: Thre
                           "score change per cell, 95% paired-bootstrap interval") if scored else None
     return render("compare.html.j2", "report.css", headers=HEADERS, rows=rows, chart=chart,
                   headline=headline(result), thresholds=thresholds_line(th), bad=int(result["regression"].sum()),
-                  base=_manifest_facts(base), new=_manifest_facts(new), decisions=decisions)
+                  base=_manifest_facts(base), new=_manifest_facts(new), decisions=decisions,
+                  trends=_trends(result, new, history))
 
 
 def _terminal_row(r: dict[str, Any]) -> list[str]:
@@ -143,7 +157,7 @@ def print_compare(result: pd.DataFrame, console: Console | None = None) -> None:
 
 
 def write_compare(out_dir: str | Path, result: pd.DataFrame, base: RunFrames, new: RunFrames,
-                  th: Thresholds, decisions: dict | None = None) -> dict[str, Path]:
+                  th: Thresholds, decisions: dict | None = None, history: list | None = None) -> dict[str, Path]:
     store = RunStore(out_dir)
     doc = {"baseline": _manifest_facts(base), "new": _manifest_facts(new), "thresholds": th.__dict__,
            "regressions": int(result["regression"].sum()), "cells": summary_records(result)}
@@ -151,16 +165,19 @@ def write_compare(out_dir: str | Path, result: pd.DataFrame, base: RunFrames, ne
         doc["decisions"] = {"constraints": decisions["constraints"], "tasks": decisions["tasks"],
                             "new": decisions["records"]}
     return {"md": store.write_text("compare.md", compare_markdown(result, base.name, new.name, th, decisions)),
-            "html": store.write_text("compare.html", compare_html(result, base, new, th, decisions)),
+            "html": store.write_text("compare.html", compare_html(result, base, new, th, decisions, history)),
             "json": store.write_text("compare.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str))}
 
 
 def run_compare(baseline: str, new: str, out: str | None, thresholds: Thresholds,
-                console: Console | None = None, decide: dict | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+                console: Console | None = None, decide: dict | None = None,
+                history: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
     """`bench compare`: resolve both sides (run folder or saved baseline name), compare,
     print the table and write compare.md/.html/.json to `out` (default: the new run's
     folder). Returns the comparison and the written files. `decide`: constraint flags
-    over the runs' `decide:` block (reports/decide_out.py)."""
+    over the runs' `decide:` block (reports/decide_out.py). `history`: the results
+    database's path, for compare.html's trend charts (left out when absent)."""
+    from bench.history import read_trend
     from reports.decide_out import compare_decisions, print_compare_decisions
     from reports.baselines import resolve
     from reports.frame import load_run
@@ -173,6 +190,6 @@ def run_compare(baseline: str, new: str, out: str | None, thresholds: Thresholds
     if decisions:
         print_compare_decisions(decisions, console or Console())
     written = write_compare(Path(out) if out else new_frames.root, result, base_frames, new_frames, thresholds,
-                            decisions)
+                            decisions, read_trend(history))
     (console or Console()).print(Text(f"wrote {written['md']} and {written['html']}"))
     return result, written

@@ -187,7 +187,11 @@ def _forgetting(r: Any) -> str:
 
 
 def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.DataFrame | None = None,
-                   decisions: Any = None) -> dict[str, Any]:
+                   decisions: Any = None, history: list | None = None) -> dict[str, Any]:
+    """`history`: the results database's trend rows (`bench.history.trend`), passed in
+    by the caller; without them each task's trend section is left out."""
+    from reports.trend import trend_section
+
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
     # reports.decide.RunDecisions (else the run's own `decide:` block); None: no constraints set
     decisions = decide_run(frames, summary) if decisions is None else decisions
@@ -214,6 +218,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"]),
                       "decision": task_table(decisions.get(str(task))) if decisions is not None else None})
+        tasks[-1]["trend"] = trend_section(history or [], str(task), current_key=str(frames.root.resolve()))
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,
             "decision": report_section(decisions, {t["name"]: t["anchor"] for t in tasks}),
             "manifest": json.dumps(frames.manifest, indent=2, ensure_ascii=False, default=str),
@@ -222,13 +227,15 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
 
 
 def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
-                     comparisons: pd.DataFrame | None = None, decisions: Any = None) -> str:
+                     comparisons: pd.DataFrame | None = None, decisions: Any = None,
+                     history: list | None = None) -> str:
     summary = summarize(frames, baselines=True) if summary is None else summary
-    ctx = report_context(frames, summary, comparisons, decisions)
+    ctx = report_context(frames, summary, comparisons, decisions, history)
     return render("report.html.j2", "report.css", ("drill.js",), **ctx)
 
 
 def render_html(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,
-                comparisons: pd.DataFrame | None = None, decisions: Any = None) -> Path:
+                comparisons: pd.DataFrame | None = None, decisions: Any = None, history: list | None = None) -> Path:
     frames = frames or load_run(run_dir)
-    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary, comparisons, decisions))
+    return RunStore(frames.root).write_text("report.html",
+                                            render_html_text(frames, summary, comparisons, decisions, history))

@@ -31,6 +31,8 @@ def _private_work_cache(tmp_path_factory, monkeypatch):
         return bench.paths.cache_dir(*parts)
 
     monkeypatch.setattr(bench.cache, "cache_dir", cache_dir)
+    # Finished runs are recorded in the results database (bench/history.py): a private one per test.
+    monkeypatch.setenv("ADAPTBENCH_HISTORY", str(root / "history.sqlite"))
     monkeypatch.setattr(bench.prepared, "cache_dir", cache_dir)
 
 
