@@ -34,6 +34,8 @@ _LAST = {"token", "secret", "password", "passwd", "pwd", "passphrase", "credenti
          "auth", "authorization", "bearer"}
 _KEY_OWNERS = {"api", "access", "secret", "private", "client", "auth", "signing", "encryption", "master"}
 _ANY = {"secret", "password", "passwd"}
+# The shell's working folders: "pwd" there is a path, and masking it hid every run folder.
+_NOT_SECRETS = {"PWD", "OLDPWD"}
 _registered: set[str] = set()
 
 
@@ -49,7 +51,7 @@ def is_secret_name(name: Any) -> bool:
 @functools.lru_cache(maxsize=4096)  # asked for every environment variable on every write
 def _secret_name(name: str) -> bool:
     words = _words(name)
-    if not words:
+    if not words or name in _NOT_SECRETS:
         return False
     if words[-1] in _LAST or _ANY.intersection(words):
         return True

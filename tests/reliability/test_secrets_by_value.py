@@ -76,13 +76,20 @@ def test_canary_in_env_and_set_reaches_no_file_and_not_the_console(model, tmp_pa
 
 def test_ordinary_words_and_the_benchs_own_facts_are_not_secrets():
     for name in ("cache_key", "prompt_tokens", "max_new_tokens", "chunk_tokens", "top_k", "secretary_name",
-                 "keyword", "monkey", "index_key", "sort_key"):
+                 "keyword", "monkey", "index_key", "sort_key", "PWD", "OLDPWD"):
         assert not is_secret_name(name), name
+    assert is_secret_name("DB_PWD")  # a password still, only the shell's folders are not
     for name in ("HF_TOKEN", "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "STRIPE_KEY", "api_key", "apiKey",
                  "client_secret", "db_password", "--hf-token", "auth"):
         assert is_secret_name(name), name
     info = {"cache_key": "a1b2c3d4e5f6", "index": "flat", "prompt_tokens": 123}
     assert redact.redact(info) == info
+
+
+def test_the_working_folder_is_not_masked(monkeypatch, tmp_path):
+    # The shell exports PWD; masking it turned every run folder under it into [REDACTED].
+    monkeypatch.setenv("PWD", str(tmp_path))
+    assert redact.redact_text(f"run folder: {tmp_path}/runs/demo") == f"run folder: {tmp_path}/runs/demo"
 
 
 def test_a_strategy_label_equal_to_a_secret_is_refused_before_anything_runs(monkeypatch):
