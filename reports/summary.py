@@ -237,7 +237,7 @@ def summary_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,
-                  comparisons: pd.DataFrame | None = None) -> dict[str, Path]:
+                  comparisons: pd.DataFrame | None = None, decisions: Any = None) -> dict[str, Path]:
     """Write summary.csv/.json/.md, comparisons.csv and break_even.csv into the run folder.
 
     summary.json holds the price table (version, source, date) beside the rows, since a
@@ -254,8 +254,14 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
            "comparisons": summary_records(comparisons), "break_even": summary_records(breaks)}
     latency = latency_comparisons(frames)
     doc["latency_comparisons"] = summary_records(latency)
+    if decisions is None:  # `decisions`: reports.decide.RunDecisions, else the run's own `decide:` block
+        from reports.decide import decide_run
+
+        decisions = decide_run(frames, summary)
+    if decisions is not None:
+        doc["decisions"] = decisions.records()
     md = summary_markdown(summary, title=f"adaptbench run {frames.name}", comparisons=comparisons,
-                          break_even=breaks, prices=prices, latency=latency)
+                          break_even=breaks, prices=prices, latency=latency, decisions=decisions)
     store = RunStore(frames.root)
     return {
         # Text cells a spreadsheet would run as formulas (=, +, -, @) are quoted.
