@@ -90,6 +90,10 @@ class RunConfig:
     executor: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Keeping current (bench/updates.py): a share in (0, 1] of each corpus rewritten, a JSONL
+    # file of changed documents, or {task: either}; each cell then measures its update cost.
+    corpus_change: Any = None
+    refresh_per_month: float = 4  # corpus changes a month, for the monthly update cost
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
@@ -117,6 +121,10 @@ class RunConfig:
             raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
+        from bench.updates import check_refresh, check_setting
+
+        check_setting(self.corpus_change)
+        check_refresh(self.refresh_per_month)
         if self.executor not in ("local", "ray"):
             raise BenchError(f"config: executor must be local or ray, got {self.executor!r}")
         if not isinstance(self.ray, Mapping) or not isinstance(self.resources, Mapping):

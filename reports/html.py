@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from bench.store import RunStore
-from reports import charts, svg
+from reports import charts, svg, update_cost
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
 from reports.drill import DRILL_LIMIT, drill
@@ -188,6 +188,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
     latency = latency_comparisons(frames)
+    updates = update_cost.update_frame(frames, summary)
     tasks = []
     for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):
         labels = display_labels(rows)
@@ -206,7 +207,9 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
                       "facts": facts, "drill": drill(frames, task, labels, i),
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
-                      **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"])})
+                      **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"]),
+                      "updates": update_cost.table_rows(updates, task),
+                      "update_caption": update_cost.caption(updates, task)})
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,
             "manifest": json.dumps(frames.manifest, indent=2, ensure_ascii=False, default=str),
             "volumes": [f"{v:,}" for v in prices["monthly_volumes"]],

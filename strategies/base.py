@@ -107,6 +107,11 @@ class StrategyDef:
     resources: Mapping[str, Any] = field(default_factory=lambda: {"num_cpus": 1})
     changes_weights: bool = False
     learns_from_train: bool = False
+    # How prepared artifacts become current after a corpus change (bench/updates.py):
+    # `update(strategy, artifacts, change, progress) -> facts` (seconds, what was redone),
+    # on a copy, after the cell predicted. None: a strategy that changes weights retrains
+    # (its prepare seconds are the estimate); any other reads no corpus and redoes nothing.
+    update: Callable[..., Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.predict_batch is not None and self.predict_batch not in {f.name for f in fields(self.config)}:
