@@ -361,5 +361,6 @@ def build(options: Mapping[str, Any] | None = None) -> RagStrategy:
 
 
 STRATEGY = StrategyDef(name="rag", config=RagConfig, build=build, predict_batch="batch_size",
-                       code=("strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.prompts", "bench.embedder"), learns_from_train=True,
+                       code=("strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.index_update", "strategies.prompts",
+                             "bench.embedder"), learns_from_train=True,
                        update=update_index)
