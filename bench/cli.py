@@ -14,6 +14,22 @@ def _csv(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
 
+def _decide_flags(p: argparse.ArgumentParser) -> None:
+    """The constraints of the recommendation (README, 'Deciding under constraints'); each
+    sets its constraint for every task, over the config's `decide:` block."""
+    g = p.add_argument_group("deciding under constraints (each overrides decide: in the config, for every task)")
+    g.add_argument("--min-score", type=float, metavar="S", help="the task metric a strategy must reach (0 to 1)")
+    g.add_argument("--max-p95-ms", type=float, metavar="MS", help="the batch-1 p95 latency it must stay under")
+    g.add_argument("--monthly-queries", type=int, metavar="N", help="the monthly volume costs are priced at")
+    g.add_argument("--max-monthly-usd", type=float, metavar="USD",
+                   help="what serving (plus amortised prepare cost) may cost a month; needs --monthly-queries "
+                        "or monthly_queries in the config")
+
+
+def _decide_args(args) -> dict[str, object]:
+    return {k: getattr(args, k, None) for k in ("min_score", "max_p95_ms", "monthly_queries", "max_monthly_usd")}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="adaptbench: prompting, RAG and LoRA side by side "
                                 "(accuracy, latency, cost) on the same model, data and hardware.")
@@ -59,10 +75,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="who runs the cells: local (this process, default) or ray (README, 'Scale out')")
     r.add_argument("--ray-address", metavar="auto|HOST:PORT",
                    help="with --executor ray: the cluster to join (default: start one on this machine)")
+    _decide_flags(r)
 
     sub.add_parser("tasks", help="list the built-in tasks")
     rep = sub.add_parser("report", help="render the summary and report.html again from a run's stored rows")
     rep.add_argument("run_dir")
+    _decide_flags(rep)
 
     pl = sub.add_parser("plan", help="per task, the test examples a decisive run needs (80%% power) and how long "
                         "it would take at the run's measured throughput")
@@ -81,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--max-cost-ratio", type=float, default=1.5, help="cost per query growth tolerated (1.5)")
     cmp_.add_argument("--out", help="folder for compare.md/.html/.json (default: the new run's folder)")
     cmp_.add_argument("--fail-on-regression", action="store_true", help="exit 1 when any cell regressed")
+    _decide_flags(cmp_)
     base = sub.add_parser("baseline", help="save a run as a named baseline, or list saved baselines")
     base.add_argument("action", choices=["save", "list"])
     base.add_argument("name", nargs="?", help="save: the baseline's name")
@@ -180,6 +199,11 @@ def cmd_run(args) -> int:
     if args.no_cache:
         _no_cache(cfg)
     _executor_flags(cfg, args)
+    if any(v is not None for v in _decide_args(args).values()):  # recorded in the manifest with the rest
+        from reports.decide_config import parse, with_flags
+
+        cfg.decide = with_flags(cfg.decide, _decide_args(args))
+        parse(cfg.decide)
     console = _console()
     runner = Runner(cfg, console)
     run_dir = runner.run()
@@ -245,7 +269,7 @@ def cmd_tasks(args) -> int:
 def cmd_report(args) -> int:
     from reports import render_run
 
-    render_run(args.run_dir, console=_console())
+    render_run(args.run_dir, console=_console(), decide=_decide_args(args))
     return 0
 
 
@@ -293,7 +317,7 @@ def cmd_compare(args) -> int:
     from reports.regression import Thresholds
 
     th = Thresholds(args.tolerance, args.max_latency_ratio, args.max_cost_ratio)
-    result, _ = run_compare(args.baseline, args.new, args.out, th, _console())
+    result, _ = run_compare(args.baseline, args.new, args.out, th, _console(), decide=_decide_args(args))
     return 1 if args.fail_on_regression and bool(result["regression"].any()) else 0
 
 

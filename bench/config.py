@@ -94,6 +94,9 @@ class RunConfig:
     # file of changed documents, or {task: either}; each cell then measures its update cost.
     corpus_change: Any = None
     refresh_per_month: float = 4  # corpus changes a month, for the monthly update cost
+    # Constraints for the recommendation per task (reports/decide_config.py): min_score,
+    # max_p95_ms, monthly_queries, max_monthly_usd, amortize_months, tasks: {name: {...}}.
+    decide: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for key in ("tasks", "strategies", "models", "seeds"):
@@ -125,6 +128,7 @@ class RunConfig:
 
         check_setting(self.corpus_change)
         check_refresh(self.refresh_per_month)
+        _check_decide(self.decide, self.tasks)
         if self.executor not in ("local", "ray"):
             raise BenchError(f"config: executor must be local or ray, got {self.executor!r}")
         if not isinstance(self.ray, Mapping) or not isinstance(self.resources, Mapping):
@@ -214,6 +218,14 @@ def _check_cost(cost: Any) -> None:
         raise FieldError("cost.api_model", f"{api!r} is not in the API price table; known: {sorted(API_PRICES)}")
 
 
+def _check_decide(decide: Any, tasks: list[str]) -> None:
+    from reports.decide_config import parse  # validated where it is used: by the reports
+
+    # A task given as a spec path is named by its spec; only plain names can be checked here.
+    names = None if any("/" in t or t.endswith((".yaml", ".yml")) for t in tasks) else list(tasks)
+    parse(decide, names)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -246,6 +258,7 @@ FIELD_CHECKS = {
     "dtype": _scalar(lambda v: v in ("auto", "float32", "bfloat16"), "auto, float32 or bfloat16"),
     "strategy_options": _scalar(lambda v: isinstance(v, Mapping), "a mapping {strategy: {option: value}}"),
     "cost": _scalar(lambda v: isinstance(v, Mapping), f"a mapping with keys {list(COST_KEYS)}"),
+    "decide": _scalar(lambda v: isinstance(v, Mapping), "a mapping of constraints (min_score, max_p95_ms, ...)"),
     "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
     **{k: _scalar(_is_int, "an integer") for k in ("data_seed", "batch_size", "max_context", "checkpoint_every",

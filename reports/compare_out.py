@@ -76,7 +76,8 @@ def thresholds_line(th: Thresholds) -> str:
             "in the baseline failed.")
 
 
-def compare_markdown(result: pd.DataFrame, base: str, new: str, th: Thresholds) -> str:
+def compare_markdown(result: pd.DataFrame, base: str, new: str, th: Thresholds,
+                     decisions: dict | None = None) -> str:
     rows = display_rows(result)
     lines = [f"## adaptbench compare: {md_escape(new)} against {md_escape(base)}", "",
              f"**{md_escape(headline(result))}**", "", md_escape(thresholds_line(th)), "",
@@ -88,6 +89,10 @@ def compare_markdown(result: pd.DataFrame, base: str, new: str, th: Thresholds) 
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"- {md_escape(r['task'])} / {md_escape(r['strategy'])}: {md_escape(r['reasons'])}"
              for r in rows if r["reasons"]]
+    if decisions:  # reports/decide_out.py: both runs under the same constraints
+        from reports.decide_out import compare_markdown_part
+
+        notes += ["", compare_markdown_part(decisions)]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
@@ -98,7 +103,8 @@ def _manifest_facts(frames: RunFrames) -> dict[str, str]:
             "commit": str(git.get("commit", "–"))}
 
 
-def compare_html(result: pd.DataFrame, base: RunFrames, new: RunFrames, th: Thresholds) -> str:
+def compare_html(result: pd.DataFrame, base: RunFrames, new: RunFrames, th: Thresholds,
+                 decisions: dict | None = None) -> str:
     rows = display_rows(result)
     scored = [r for r in result.to_dict(orient="records") if not is_missing(r["delta_ci_high"])
               and not (isinstance(r["delta_ci_high"], float) and math.isnan(r["delta_ci_high"]))]
@@ -107,7 +113,7 @@ def compare_html(result: pd.DataFrame, base: RunFrames, new: RunFrames, th: Thre
                           "score change per cell, 95% paired-bootstrap interval") if scored else None
     return render("compare.html.j2", "report.css", headers=HEADERS, rows=rows, chart=chart,
                   headline=headline(result), thresholds=thresholds_line(th), bad=int(result["regression"].sum()),
-                  base=_manifest_facts(base), new=_manifest_facts(new))
+                  base=_manifest_facts(base), new=_manifest_facts(new), decisions=decisions)
 
 
 def _terminal_row(r: dict[str, Any]) -> list[str]:
@@ -137,27 +143,36 @@ def print_compare(result: pd.DataFrame, console: Console | None = None) -> None:
 
 
 def write_compare(out_dir: str | Path, result: pd.DataFrame, base: RunFrames, new: RunFrames,
-                  th: Thresholds) -> dict[str, Path]:
+                  th: Thresholds, decisions: dict | None = None) -> dict[str, Path]:
     store = RunStore(out_dir)
     doc = {"baseline": _manifest_facts(base), "new": _manifest_facts(new), "thresholds": th.__dict__,
            "regressions": int(result["regression"].sum()), "cells": summary_records(result)}
-    return {"md": store.write_text("compare.md", compare_markdown(result, base.name, new.name, th)),
-            "html": store.write_text("compare.html", compare_html(result, base, new, th)),
+    if decisions:
+        doc["decisions"] = {"constraints": decisions["constraints"], "tasks": decisions["tasks"],
+                            "new": decisions["records"]}
+    return {"md": store.write_text("compare.md", compare_markdown(result, base.name, new.name, th, decisions)),
+            "html": store.write_text("compare.html", compare_html(result, base, new, th, decisions)),
             "json": store.write_text("compare.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str))}
 
 
 def run_compare(baseline: str, new: str, out: str | None, thresholds: Thresholds,
-                console: Console | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
+                console: Console | None = None, decide: dict | None = None) -> tuple[pd.DataFrame, dict[str, Path]]:
     """`bench compare`: resolve both sides (run folder or saved baseline name), compare,
     print the table and write compare.md/.html/.json to `out` (default: the new run's
-    folder). Returns the comparison and the written files."""
+    folder). Returns the comparison and the written files. `decide`: constraint flags
+    over the runs' `decide:` block (reports/decide_out.py)."""
+    from reports.decide_out import compare_decisions, print_compare_decisions
     from reports.baselines import resolve
     from reports.frame import load_run
     from reports.regression import compare_runs
 
     base_frames, new_frames = load_run(resolve(baseline)), load_run(resolve(new))
     result = compare_runs(base_frames, new_frames, thresholds)
+    decisions = compare_decisions(base_frames, new_frames, decide)
     print_compare(result, console)
-    written = write_compare(Path(out) if out else new_frames.root, result, base_frames, new_frames, thresholds)
+    if decisions:
+        print_compare_decisions(decisions, console or Console())
+    written = write_compare(Path(out) if out else new_frames.root, result, base_frames, new_frames, thresholds,
+                            decisions)
     (console or Console()).print(Text(f"wrote {written['md']} and {written['html']}"))
     return result, written

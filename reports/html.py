@@ -1,8 +1,9 @@
 """report.html: one self-contained, printable page per run, read top to bottom.
 
-First a verdict per task (which strategy to choose and why, ties called ties), then per
-task the side-by-side table, the decision charts (accuracy against cost with dominated
-cells marked, latency distributions, total cost against query volume with break-even),
+First, with a `decide:` block, the strategy to ship per task under the team's
+constraints (reports/decide.py); then a verdict per task (which strategy to choose and
+why, ties called ties), then per task the side-by-side table, the decision charts
+(accuracy against cost with dominated cells marked, latency distributions, total cost against query volume with break-even),
 the paired comparisons and costs, LoRA loss curves, RAG retrieval, and a drill-down of
 every example with filters; the manifest last. Escaping and the Content-Security-Policy
 are `reports.page`'s; the only script is the drill-down's filter (`drill.js`).
@@ -20,6 +21,8 @@ from bench.store import RunStore
 from reports import charts, svg, update_cost
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
+from reports.decide import decide_run
+from reports.decide_out import report_section, task_table
 from reports.drill import DRILL_LIMIT, drill
 from reports.frame import BASELINE, RunFrames, best_index, is_missing, load_run, ok_rows
 from reports.latency_pairs import fmt_latency_pair, latency_comparisons
@@ -182,9 +185,11 @@ def _forgetting(r: Any) -> str:
     return f"{float(value):+.3f}" + ("" if ci == "–" else f" {ci}")
 
 
-def report_context(frames: RunFrames, summary: pd.DataFrame,
-                   comparisons: pd.DataFrame | None = None) -> dict[str, Any]:
+def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.DataFrame | None = None,
+                   decisions: Any = None) -> dict[str, Any]:
     comparisons = compare_strategies(frames) if comparisons is None else comparisons
+    # reports.decide.RunDecisions (else the run's own `decide:` block); None: no constraints set
+    decisions = decide_run(frames, summary) if decisions is None else decisions
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
     latency = latency_comparisons(frames)
@@ -209,21 +214,23 @@ def report_context(frames: RunFrames, summary: pd.DataFrame,
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"]),
                       "updates": update_cost.table_rows(updates, task),
-                      "update_caption": update_cost.caption(updates, task)})
+                      "update_caption": update_cost.caption(updates, task),
+                      "decision": task_table(decisions.get(str(task))) if decisions is not None else None})
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,
+            "decision": report_section(decisions, {t["name"]: t["anchor"] for t in tasks}),
             "manifest": json.dumps(frames.manifest, indent=2, ensure_ascii=False, default=str),
             "volumes": [f"{v:,}" for v in prices["monthly_volumes"]],
             "prices": prices, "price_line": price_line(prices) if prices["hardware"] else None}
 
 
 def render_html_text(frames: RunFrames, summary: pd.DataFrame | None = None,
-                     comparisons: pd.DataFrame | None = None) -> str:
+                     comparisons: pd.DataFrame | None = None, decisions: Any = None) -> str:
     summary = summarize(frames, baselines=True) if summary is None else summary
-    ctx = report_context(frames, summary, comparisons)
+    ctx = report_context(frames, summary, comparisons, decisions)
     return render("report.html.j2", "report.css", ("drill.js",), **ctx)
 
 
 def render_html(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,
-                comparisons: pd.DataFrame | None = None) -> Path:
+                comparisons: pd.DataFrame | None = None, decisions: Any = None) -> Path:
     frames = frames or load_run(run_dir)
-    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary, comparisons))
+    return RunStore(frames.root).write_text("report.html", render_html_text(frames, summary, comparisons, decisions))

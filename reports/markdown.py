@@ -98,10 +98,15 @@ def task_records(frame: pd.DataFrame | None, task: Any) -> list[dict[str, Any]]:
 
 def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparisons: pd.DataFrame | None = None,
                      break_even: pd.DataFrame | None = None, prices: dict[str, Any] | None = None,
-                     latency: pd.DataFrame | None = None, updates: pd.DataFrame | None = None) -> str:
+                     latency: pd.DataFrame | None = None, decisions: Any = None,
+                     updates: pd.DataFrame | None = None) -> str:
     parts = [f"## {md_escape(title)}"] if title else []
     if summary.empty:
         parts.append("_No results in this run._")
+    if decisions is not None:  # reports.decide.RunDecisions: the recommendation under constraints leads
+        from reports.decide_out import decisions_markdown
+
+        parts.append(decisions_markdown(decisions))
     for task, rows in summary.groupby("task", sort=False):
         metric = next((m for m in rows["metric"] if isinstance(m, str)), "score")
         parts.append(f"### {md_escape(task)} ({md_escape(metric)})")

@@ -237,7 +237,7 @@ def summary_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary: pd.DataFrame | None = None,
-                  comparisons: pd.DataFrame | None = None) -> dict[str, Path]:
+                  comparisons: pd.DataFrame | None = None, decisions: Any = None) -> dict[str, Path]:
     """Write summary.csv/.json/.md, comparisons.csv and break_even.csv into the run folder.
 
     summary.json holds the price table (version, source, date) beside the rows, since a
@@ -259,8 +259,15 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
     updates = update_frame(frames, summary)
     if not updates.empty:
         doc["update_cost"] = records(updates)
+    if decisions is None:  # `decisions`: reports.decide.RunDecisions, else the run's own `decide:` block
+        from reports.decide import decide_run
+
+        decisions = decide_run(frames, summary)
+    if decisions is not None:
+        doc["decisions"] = decisions.records()
     md = summary_markdown(summary, title=f"adaptbench run {frames.name}", comparisons=comparisons,
-                          break_even=breaks, prices=prices, latency=latency, updates=updates)
+                          break_even=breaks, prices=prices, latency=latency, decisions=decisions,
+                          updates=updates)
     store = RunStore(frames.root)
     return {
         # Text cells a spreadsheet would run as formulas (=, +, -, @) are quoted.
