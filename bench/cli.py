@@ -59,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="prediction batch size of every strategy, unless its own option sets one (default 16)")
     r.add_argument("--set", action="append", default=[], metavar="STRATEGY.OPTION=VALUE",
                    help="a strategy option for every entry of that strategy, e.g. lora.max_steps=40")
+    r.add_argument("--corpus-change", metavar="FRACTION|FILE",
+                   help="measure each strategy's cost to become current after a corpus change: a share in (0, 1] "
+                        "of each corpus rewritten (seeded), or a JSONL file of changed documents (README, 'Keeping current')")
+    r.add_argument("--refresh-per-month", type=float, help="corpus changes a month, for the monthly update cost (default 4)")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
     r.add_argument("--allow-path", action="append", default=[], metavar="DIR",
@@ -125,7 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann, "
                     "prefix (4-shot scoring with the prefix cache), dtype (bf16 vs fp32; records the check "
                     "--dtype auto needs), lm-eval, trainer, vllm (the managed vLLM server against hf; needs "
-                    "`make vllm`), memory (RSS over 12 adapter cells); peers = lm-eval, trainer, vllm")
+                    "`make vllm`), memory (RSS over 12 adapter cells), update (RAG re-index of 1%% of 10,000 "
+                    "documents against a full rebuild); peers = lm-eval, trainer, vllm")
     pf.add_argument("--out", default="perf", help="folder for perf.json and perf.md (default perf)")
     pf.add_argument("--gpu", action="store_true", help="the GPU LoRA training and decode measurements instead")
     pf.add_argument("--baseline", action="store_true", help="with --gpu: also train with plain HF Trainer + PEFT")
@@ -161,7 +166,8 @@ def _resume_config(args):
     from bench.redact import MASK
     from bench.resume_check import check_stored, read_stored
 
-    given = [f for f in ("config", "strategies", "limit", "train_limit", "train_sizes", "name", "seed", "batch_size")
+    given = [f for f in ("config", "strategies", "limit", "train_limit", "train_sizes", "name", "seed", "batch_size",
+                         "corpus_change", "refresh_per_month")
              if getattr(args, f) not in (None, [], False)]
     if given or args.set:
         raise BenchError(f"--resume continues a run with its stored config; drop {', '.join(given) or '--set'} "
@@ -248,10 +254,20 @@ def _config_from_flags(args):
                       models=_csv(args.model), limit=args.limit, train_limit=args.train_limit, out=args.out,
                       name=args.name, device=args.device, seeds=seeds, batch_size=args.batch_size,
                       trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample,
-                      dtype=getattr(args, "dtype", None), train_sizes=[int(x) for x in sizes] if sizes else None)
+                      dtype=getattr(args, "dtype", None), train_sizes=[int(x) for x in sizes] if sizes else None,
+                      corpus_change=_fraction_or_path(args.corpus_change), refresh_per_month=args.refresh_per_month)
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
     return cfg
+
+
+def _fraction_or_path(text: str | None) -> float | str | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text  # a change file; bench.updates checks it
 
 
 def cmd_tasks(args) -> int:

@@ -93,6 +93,10 @@ class RunConfig:
     executor: str = "local"
     ray: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Keeping current (bench/updates.py): a share in (0, 1] of each corpus rewritten, a JSONL
+    # file of changed documents, or {task: either}; each cell then measures its update cost.
+    corpus_change: Any = None
+    refresh_per_month: float = 4  # corpus changes a month, for the monthly update cost
     # Constraints for the recommendation per task (reports/decide_config.py): min_score,
     # max_p95_ms, monthly_queries, max_monthly_usd, amortize_months, tasks: {name: {...}}.
     decide: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +134,10 @@ class RunConfig:
             raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
+        from bench.updates import check_refresh, check_setting
+
+        check_setting(self.corpus_change)
+        check_refresh(self.refresh_per_month)
         _check_decide(self.decide, self.tasks)
         from bench.history import check_settings
 

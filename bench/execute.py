@@ -291,7 +291,15 @@ def complete(item: Started | CellResult, worker: Worker) -> CellResult:
     if isinstance(item, CellResult):
         return item
     rec, rows = item.record, item.rows
-    rec.update(status="ok", info=dict(item.artifacts.info), finished_at=now())
+    rec.update(status="ok", info=dict(item.artifacts.info))
+    if getattr(worker.config, "corpus_change", None) is not None:  # after predicting: scores use the old corpus
+        from bench.updates import describe, measure_cell
+
+        update = measure_cell(worker.config, item.spec, item.task, item.strategy, item.artifacts, rec, worker.open_bar)
+        if update is not None:
+            rec["update"] = update
+            worker.log(f"  {describe(update)}")
+    rec["finished_at"] = now()
     mean = sum(r["score"] for r in rows) / len(rows)
     worker.log(f"  {item.task.metric} {mean:.3f}, prepare {rec['prepare_s']:.1f}s, predict {rec['predict_s']:.1f}s")
     finish_cell(worker.config, rows, rec["pred_digest"])

@@ -21,10 +21,11 @@ from bench.perf_cases import (PerfContext, ann_recall_case, dtype_case, generati
                               prefix_case, retrieval_share_case, training_case)
 from bench.perf_peers import lm_eval_case, trainer_case
 from bench.perf_memory import memory_case
+from bench.perf_update import update_case
 from bench.perf_vllm import vllm_case
 
 CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "prefix", "dtype", "lm-eval", "trainer",
-         "vllm", "memory")
+         "vllm", "memory", "update")
 GROUPS = {"peers": ("lm-eval", "trainer", "vllm")}  # the tools a team would use instead
 
 
@@ -132,6 +133,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("trainer", lambda: [trainer_case(ctx)]),
         ("vllm", lambda: [vllm_case(ctx)]),
         ("memory", lambda: [memory_case(ctx)]),
+        ("update", lambda: [update_case(ctx)]),
     ]
     from transformers.utils import logging as hf_logging
 
@@ -140,7 +142,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
     for name, step in steps:
         if name not in chosen:
             continue
-        if ctx.handle is None and name not in ("model-load", "ann"):
+        if ctx.handle is None and name not in ("model-load", "ann", "update"):
             from bench.backends.hf import load_hf
 
             ctx.handle = load_hf(device="cpu", log=lambda *a, **k: None, dtype="float32")

@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench.store import RunStore
-from reports import charts, svg
+from reports import charts, svg, update_cost
 from reports.compare_pairs import compare_strategies
 from reports.costs import break_even_frame, fmt_queries, fmt_usd, monthly_totals, price_table
 from reports.curves import learning_curve
@@ -198,6 +198,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
     breaks = break_even_frame(summary, frames)
     prices = price_table(summary, frames.manifest)
     latency = latency_comparisons(frames)
+    updates = update_cost.update_frame(frames, summary)
     tasks = []
     for i, (task, rows) in enumerate(summary.groupby("task", sort=False)):
         labels = display_labels(rows)
@@ -217,6 +218,8 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
                       "facts": facts, "drill": drill(frames, task, labels, i), "curve": learning_curve(rows, metric),
                       "failed": [r for r in table if r["status"] in NOT_OK | {"partial"}],
                       **_costs(rows, labels, comparisons, breaks, prices["monthly_volumes"]),
+                      "updates": update_cost.table_rows(updates, task),
+                      "update_caption": update_cost.caption(updates, task),
                       "decision": task_table(decisions.get(str(task))) if decisions is not None else None})
         tasks[-1]["trend"] = trend_section(history or [], str(task), current_key=str(frames.root.resolve()))
     return {"name": frames.name, "date": _run_date(frames), "tasks": tasks,

@@ -99,7 +99,8 @@ def task_records(frame: pd.DataFrame | None, task: Any) -> list[dict[str, Any]]:
 
 def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparisons: pd.DataFrame | None = None,
                      break_even: pd.DataFrame | None = None, prices: dict[str, Any] | None = None,
-                     latency: pd.DataFrame | None = None, decisions: Any = None) -> str:
+                     latency: pd.DataFrame | None = None, decisions: Any = None,
+                     updates: pd.DataFrame | None = None) -> str:
     parts = [f"## {md_escape(title)}"] if title else []
     if summary.empty:
         parts.append("_No results in this run._")
@@ -130,6 +131,12 @@ def summary_markdown(summary: pd.DataFrame, title: str | None = None, comparison
                   for b in task_records(break_even, task)]
         if breaks:
             parts.append("Break-even (prepare cost against cost per query):\n\n" + "\n".join(breaks))
+        if updates is not None and not updates.empty:
+            from reports.update_cost import markdown as update_markdown
+
+            table = update_markdown(updates, task, md_escape)
+            if table:
+                parts.append(table)
     if prices and prices.get("hardware"):
         parts.append(md_escape(price_line(prices)))
     return "\n\n".join(parts) + "\n"

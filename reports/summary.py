@@ -254,6 +254,11 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
            "comparisons": summary_records(comparisons), "break_even": summary_records(breaks)}
     latency = latency_comparisons(frames)
     doc["latency_comparisons"] = summary_records(latency)
+    from reports.update_cost import records, update_frame
+
+    updates = update_frame(frames, summary)
+    if not updates.empty:
+        doc["update_cost"] = records(updates)
     if decisions is None:  # `decisions`: reports.decide.RunDecisions, else the run's own `decide:` block
         from reports.decide import decide_run
 
@@ -261,7 +266,8 @@ def write_summary(run_dir: str | Path, frames: RunFrames | None = None, summary:
     if decisions is not None:
         doc["decisions"] = decisions.records()
     md = summary_markdown(summary, title=f"adaptbench run {frames.name}", comparisons=comparisons,
-                          break_even=breaks, prices=prices, latency=latency, decisions=decisions)
+                          break_even=breaks, prices=prices, latency=latency, decisions=decisions,
+                          updates=updates)
     store = RunStore(frames.root)
     return {
         # Text cells a spreadsheet would run as formulas (=, +, -, @) are quoted.

@@ -110,6 +110,11 @@ class StrategyDef:
     # curves run such a strategy once per train size): a bool, or a function of the
     # strategy's validated config (k-shot prompting learns, zero-shot does not).
     learns_from_train: bool | Callable[[Any], bool] = False
+    # How prepared artifacts become current after a corpus change (bench/updates.py):
+    # `update(strategy, artifacts, change, progress) -> facts` (seconds, what was redone),
+    # on a copy, after the cell predicted. None: a strategy that changes weights retrains
+    # (its prepare seconds are the estimate); any other reads no corpus and redoes nothing.
+    update: Callable[..., Mapping[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.predict_batch is not None and self.predict_batch not in {f.name for f in fields(self.config)}:

@@ -38,6 +38,7 @@ from bench.paths import cache_dir
 from bench.progress import phase
 from strategies.base import Artifacts, Budget, Prediction, StrategyDef
 from strategies.chunking import chunk_documents, passage
+from strategies.index_update import update_index
 from strategies.lexical import bm25_index, bm25_search, fuse
 from strategies.prompts import build_prompt, labelled_subset, pick_demos, predict_prompts, reserve_tokens, user_message
 
@@ -359,4 +360,6 @@ def build(options: Mapping[str, Any] | None = None) -> RagStrategy:
 
 
 STRATEGY = StrategyDef(name="rag", config=RagConfig, build=build, predict_batch="batch_size",
-                       code=("strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.prompts", "bench.embedder"), learns_from_train=True)
+                       code=("strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.index_update", "strategies.prompts",
+                             "bench.embedder"), learns_from_train=True,
+                       update=update_index)

@@ -143,6 +143,6 @@ def build(options: Mapping[str, Any] | None = None) -> RagLoraStrategy:
 
 STRATEGY = StrategyDef(
     name="rag-lora", config=RagLoraConfig, build=build, predict_batch="predict_batch_size",
-    code=("strategies.rag_lora", "strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.lora", "bench.embedder", *training.CODE),
+    code=("strategies.rag_lora", "strategies.rag", "strategies.chunking", "strategies.lexical", "strategies.index_update", "strategies.lora", "bench.embedder", *training.CODE),
     artifacts=training.WeightsStore("rag-lora", METHOD, extra=_save_rebuild, restore=_restore_retrieval),
     needs=frozenset({"trainable"}), resources=training.RESOURCES, changes_weights=True, learns_from_train=True)
