@@ -148,7 +148,7 @@ def summarize(frames: RunFrames, baselines: bool = False) -> pd.DataFrame:
 def _backend_costs(out: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
     """Cost follows the backend: a hosted API is priced by its measured tokens per query
     and its API price entry; a server elsewhere only with a pinned `cost.hardware`."""
-    from bench.cost import cost_per_1k_queries, hosted_cost_per_1k, serving_basis
+    from bench.cost import cost_per_1k_queries, hosted_cost_per_1k, prepare_cost, serving_basis
     from reports.costs import hardware_key, hourly_price
 
     models = manifest.get("models") if isinstance(manifest.get("models"), dict) else {}
@@ -166,6 +166,10 @@ def _backend_costs(out: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
             qps = row["queries_per_s"]
             out.at[i, "hardware"], out.at[i, "price_usd_per_hour"] = key, price
             out.at[i, "cost_per_1k_usd"] = math.nan if is_missing(qps) else cost_per_1k_queries(qps, price)
+            # Training an adapter or building an index ran on this machine too.
+            prep = row["prepare_s"]
+            out.at[i, "prepare_cost_usd"] = math.nan if is_missing(prep) or is_missing(price) else \
+                prepare_cost(prep, price)
             row = out.loc[i]
         if basis == "api":
             spec = entry.get("spec") if isinstance(entry.get("spec"), dict) else {}

@@ -6,7 +6,7 @@ import pytest
 
 import tasks as tasks_pkg
 from bench.config import RunConfig
-from bench.cost import API_PRICES, api_cost_per_1k, cost_per_1k_queries, serving_basis
+from bench.cost import API_PRICES, api_cost_per_1k, cost_per_1k_queries, prepare_cost, serving_basis
 from bench.runner import Runner
 from fake_openai import FakeOpenAIServer
 from fakes import tiny_tokenizer, toy_classification, toy_qa
@@ -55,6 +55,9 @@ def test_summary_prices_each_backend_its_own_way(tmp_path, toy_tasks):
         assert local["cost_per_1k_usd"] == pytest.approx(cost_per_1k_queries(local["queries_per_s"],
                                                                              local["price_usd_per_hour"]))
         assert "over the measured throughput" in local["cost_basis"]
+        # What the cell prepared on this machine is priced at the same rate (it was blank).
+        assert local["prepare_cost_usd"] == pytest.approx(prepare_cost(local["prepare_s"],
+                                                                       local["price_usd_per_hour"]))
 
 
 def test_a_hosted_api_without_a_price_entry_is_an_unknown_cost_not_a_free_one():
