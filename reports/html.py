@@ -178,6 +178,10 @@ def _table(rows: pd.DataFrame, labels: dict) -> list[dict[str, Any]]:
     return out
 
 
+def _served(rows: pd.DataFrame) -> bool:
+    return bool("backend" in rows and rows["backend"].dropna().astype(str).ne("hf").any())
+
+
 def _forgetting(r: Any) -> str:
     value = getattr(r, "forgetting", None)
     if is_missing(value):
@@ -213,6 +217,8 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
                       "has_macro_f1": bool(rows["macro_f1"].notna().any()),
                       # weight-changing cells recorded training facts (reports/training_facts.py)
                       "has_training": bool("trainable_params" in rows and rows["trainable_params"].notna().any()),
+                      # a served backend (vllm, openai): which one, and how labels were scored
+                      "served": _served(rows),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
                       "facts": facts, "drill": drill(frames, task, labels, i), "curve": learning_curve(rows, metric),

@@ -23,6 +23,8 @@ from reports.verdict import display_labels, verdict
 MD_COLUMNS = [
     ("strategy", "strategy", None),
     ("model", "model", None),
+    ("backend", "backend", None),  # shown for served models (vllm, openai) only
+    ("scoring", "scoring", None),
     ("score", "score", "{:.3f}"),
     ("score_ci_low", "95% CI", "ci"),
     ("macro_f1", "macro-F1", "{:.3f}"),
@@ -75,8 +77,10 @@ def _format(row: pd.Series, col: str, spec: str | None) -> str:
 def task_table(rows: pd.DataFrame) -> str:
     """The Markdown table for one task's summary rows; the best score in bold."""
     # A model column for one model, or a macro-F1 column for a QA task, would be all "–".
+    served = "backend" in rows and rows["backend"].dropna().astype(str).ne("hf").any()
     columns = [c for c in MD_COLUMNS if (c[0] != "model" or rows["model"].nunique() > 1)
-               and (c[0] != "macro_f1" or rows["macro_f1"].notna().any())]
+               and (c[0] != "macro_f1" or rows["macro_f1"].notna().any())
+               and (c[0] not in ("backend", "scoring") or served)]
     best = best_index(rows[rows["status"] == "ok"], "score")
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
              "|" + "|".join("---" if spec is None else "---:" for _, _, spec in columns) + "|"]

@@ -40,6 +40,15 @@ def test_summary_prices_each_backend_its_own_way(tmp_path, toy_tasks):
                         models=[{**base, "label": "hosted", "price": "gpt-4o-mini"}, {**base, "label": "local"}],
                         limit=8, latency_sample=0, warmup=0, cache=False, max_context=256)
         Runner(cfg, log=lambda *_: None).run()
+    # The report's tables say which backend served each cell and how it scored labels.
+    from reports.html import render_html
+    from reports.summary import write_summary
+
+    html = render_html(cfg.run_dir).read_text(encoding="utf-8")
+    assert "<th>backend</th><th>scoring</th>" in html and "<td>openai</td><td>logprobs</td>" in html
+    write_summary(cfg.run_dir)
+    md = (cfg.run_dir / "summary.md").read_text(encoding="utf-8")
+    assert "| strategy | model | backend | scoring |" in md and "| openai | generate |" in md
     summary = summarize(load_run(cfg.run_dir)).set_index(["task", "model"])
     assert set(summary["backend"]) == {"openai"}
     assert summary.loc[("toy-sentiment", "local"), "scoring"] == "logprobs"
