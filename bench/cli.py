@@ -129,8 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     pf.add_argument("--only", help="comma list of cases: model-load, generation, training, cache, retrieval, ann, "
                     "prefix (4-shot scoring with the prefix cache), dtype (bf16 vs fp32; records the check "
                     "--dtype auto needs), lm-eval, trainer, vllm (the managed vLLM server against hf; needs "
-                    "`make vllm`), update (RAG re-index of 1%% of 10,000 documents against a full rebuild); "
-                    "peers = lm-eval, trainer, vllm")
+                    "`make vllm`), memory (RSS over 12 adapter cells), update (RAG re-index of 1%% of 10,000 "
+                    "documents against a full rebuild); peers = lm-eval, trainer, vllm")
     pf.add_argument("--out", default="perf", help="folder for perf.json and perf.md (default perf)")
     pf.add_argument("--gpu", action="store_true", help="the GPU LoRA training and decode measurements instead")
     pf.add_argument("--baseline", action="store_true", help="with --gpu: also train with plain HF Trainer + PEFT")

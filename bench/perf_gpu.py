@@ -101,12 +101,11 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
     """Plain Hugging Face Trainer + PEFT: every sequence padded to max_length (right
     padding, as tokenizers pad by default), loss on answer tokens, the default collator;
     `dynamic`: each batch padded to its longest sequence (DataCollatorForSeq2Seq)."""
-    import copy
-
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, default_data_collator
 
+    from bench.backends.shared_adapters import clean_copy
     from strategies.training import quiet_peft as _quiet_peft
 
     pad = handle.tokenizer.pad_token_id if handle.tokenizer.pad_token_id is not None else 0
@@ -119,7 +118,7 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
             rows[-1] = {k: v[: len(seq.ids)] for k, v in rows[-1].items()}
     torch.manual_seed(0)
     with _quiet_peft():
-        model = get_peft_model(copy.deepcopy(handle.model), LoraConfig(
+        model = get_peft_model(clean_copy(handle.model), LoraConfig(
             task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear"))
     cuda = handle.device.startswith("cuda")
     args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-baseline-"), per_device_train_batch_size=batch_size,

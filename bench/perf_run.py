@@ -20,11 +20,12 @@ from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_re
 from bench.perf_cases import (PerfContext, ann_recall_case, dtype_case, generation_case, model_load_case,
                               prefix_case, retrieval_share_case, training_case)
 from bench.perf_peers import lm_eval_case, trainer_case
+from bench.perf_memory import memory_case
 from bench.perf_update import update_case
 from bench.perf_vllm import vllm_case
 
 CASES = ("model-load", "generation", "training", "cache", "retrieval", "ann", "prefix", "dtype", "lm-eval", "trainer",
-         "vllm", "update")
+         "vllm", "memory", "update")
 GROUPS = {"peers": ("lm-eval", "trainer", "vllm")}  # the tools a team would use instead
 
 
@@ -131,6 +132,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("lm-eval", lambda: [lm_eval_case(ctx, "rotten-tomatoes"), lm_eval_case(ctx, "bbc-news")]),
         ("trainer", lambda: [trainer_case(ctx)]),
         ("vllm", lambda: [vllm_case(ctx)]),
+        ("memory", lambda: [memory_case(ctx)]),
         ("update", lambda: [update_case(ctx)]),
     ]
     from transformers.utils import logging as hf_logging

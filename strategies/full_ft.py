@@ -11,7 +11,6 @@
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
@@ -29,7 +28,11 @@ class FullFTConfig(training.TrainingConfig):
 
 
 def private_copy(lm: Any) -> Any:
-    model = copy.deepcopy(lm.torch_model)
+    """The one strategy that needs its own copy: it changes every weight. Without the
+    adapters other cells attached to the shared model; freed with the artifacts."""
+    from bench.backends.shared_adapters import clean_copy
+
+    model = clean_copy(lm.torch_model)
     return model.float() if str(lm.device).startswith("cuda") else model
 
 

@@ -111,7 +111,7 @@ def wrap(model: Any, cfg: PromptTuningConfig, task: Any, lm: Any) -> Any:
 
 
 def reload(model: Any, folder: Path) -> Any:
-    return soft_prompt_model(training.peft_reload(model, folder))
+    return soft_prompt_model(training.peft_model_reload(model, folder))
 
 
 METHOD = training.Method("prompt-tuning", wrap, reload, save=lambda m, folder: training.peft_save(m.peft, folder),

@@ -10,7 +10,6 @@ latency variant: merging into a 4-bit base would round the adapter away.
 """
 from __future__ import annotations
 
-import copy
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,9 @@ def quantized_copy(lm: Any) -> Any:
     import torch
 
     require_cuda(lm.device)
-    model = copy.deepcopy(lm.torch_model).to("cpu")
+    from bench.backends.shared_adapters import clean_copy
+
+    model = clean_copy(lm.torch_model).to("cpu")
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, torch.nn.Linear) and name != "lm_head":
@@ -69,7 +70,7 @@ def wrap(model: Any, cfg: Any, task: Any, lm: Any) -> Any:
 
 
 def reload(model: Any, folder: Path) -> Any:
-    return training.peft_reload(model, folder)
+    return training.peft_model_reload(model, folder)
 
 
 METHOD = training.Method("qlora", wrap, reload, training.peft_save, training.peft_state, merge=None,

@@ -10,13 +10,15 @@ reloaded. Everything else is here, once:
   stop, divergence errors, CUDA OOM halving;
 - the facts every cell records: trainable parameters, tokens/s, peak memory of
   training, the bytes saved on disk, and the forgetting probe (`strategies/forgetting.py`).
-- The shared handle is never touched: `wrap` gets a deep copy of its weights, which
-  this cell owns until the artifacts are dropped.
+- No copy of the base weights for an adapter: `wrap` gets the shared model itself and
+  attaches a named PEFT adapter to it (bench/backends/shared_adapters.py), which is
+  deleted, leaving the base bit-identical, when the cell's artifacts are dropped. Full
+  fine-tuning and QLoRA change or re-encode every weight, so their `copy_base` gives a
+  private copy (without other cells' adapters), freed with the artifacts.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import math
 import random
@@ -129,7 +131,8 @@ class Method:
     rebuilds it from what `save(module, folder)` wrote; `state(module)` is what the
     technique changed (its fingerprint); `merge(module)` folds it into plain weights for
     the merged latency variant (None: nothing to merge); `copy_base(lm)` gives the
-    private copy of the base weights (a 4-bit one for QLoRA)."""
+    weights `wrap` gets: the shared model for an adapter, a private copy for full
+    fine-tuning (a 4-bit one for QLoRA)."""
 
     name: str
     wrap: Callable[[Any, Any, Any, Any], Any]
@@ -137,7 +140,7 @@ class Method:
     save: Callable[[Any, Path], None]
     state: Callable[[Any], Mapping[str, Any]]
     merge: Callable[[Any], Any] | None = None
-    copy_base: Callable[[Any], Any] = lambda lm: copy.deepcopy(lm.torch_model)
+    copy_base: Callable[[Any], Any] = lambda lm: lm.torch_model  # shared: adapters attach to it
     dtype: Callable[[Any, str], str] | None = None  # the dtype it trains in, for the facts
     servable: bool = False  # a LoRA adapter an adapter-serving backend (vLLM --enable-lora) can serve
 
@@ -147,7 +150,16 @@ def peft_save(module: Any, folder: Path) -> None:
         module.save_pretrained(str(folder), safe_serialization=True)
 
 
-def peft_reload(base: Any, folder: Path) -> Any:
+def peft_reload(base: Any, folder: Path, label: str = "reloaded") -> Any:
+    """The saved adapter attached to `base` (the shared model: no copy)."""
+    from bench.backends import shared_adapters
+
+    with quiet_peft():
+        return shared_adapters.load(base, Path(folder), label)
+
+
+def peft_model_reload(base: Any, folder: Path) -> Any:
+    """A PeftModel over `base` (a private copy, or a soft prompt that injects nothing)."""
     from peft import PeftModel
 
     with quiet_peft():
@@ -157,6 +169,8 @@ def peft_reload(base: Any, folder: Path) -> Any:
 def peft_state(module: Any) -> Mapping[str, Any]:
     from peft import get_peft_model_state_dict
 
+    if hasattr(module, "adapter_state"):  # an adapter attached to the shared model
+        return module.adapter_state()
     return get_peft_model_state_dict(module)
 
 
@@ -165,13 +179,15 @@ def peft_merge(module: Any) -> Any:
         return module.merge_and_unload()
 
 
-def peft_wrap(make_config: Callable[[Any, Any, Any], Any]) -> Callable[[Any, Any, Any, Any], Any]:
-    """A `wrap` for a PEFT tuner whose config `make_config(cfg, task, lm)` builds."""
+def peft_wrap(make_config: Callable[[Any, Any, Any], Any], label: str) -> Callable[[Any, Any, Any, Any], Any]:
+    """A `wrap` for a PEFT tuner whose config `make_config(cfg, task, lm)` builds: the
+    adapter is attached to `base` (the shared model) and only its weights train."""
     def wrap(base: Any, cfg: Any, task: Any, lm: Any) -> Any:
-        from peft import get_peft_model
+        from bench.backends import shared_adapters
 
-        with quiet_peft():
-            return get_peft_model(base, make_config(cfg, task, lm))
+        view = shared_adapters.attach(base, make_config(cfg, task, lm), label)
+        view.trainable()
+        return view
     return wrap
 
 
@@ -188,8 +204,8 @@ def serve(name: str, method: Method, model: Any, base: Any, adapted: Any, folder
 
 
 def peft_method(name: str, make_config, merge: bool = True, **kw: Any) -> Method:
-    return Method(name, peft_wrap(make_config), peft_reload, peft_save, peft_state,
-                  peft_merge if merge else None, **kw)
+    return Method(name, peft_wrap(make_config, name), lambda base, folder: peft_reload(base, folder, name),
+                  peft_save, peft_state, peft_merge if merge else None, **kw)
 
 
 def weights_sha256(state: Mapping[str, Any]) -> str:
@@ -241,7 +257,8 @@ def predict_zero_shot(artifacts: Artifacts, examples, batch_size: int, progress=
 
 def merged_variant(method: Method, artifacts: Artifacts):
     """The adapter merged into the weights: no extra matmuls per layer, one model per
-    adapter. Merges this cell's private copy in place (the runner runs it last)."""
+    adapter: a private merged copy (the shared model is never merged into), which lives
+    as long as the variant's artifacts (the runner runs it last)."""
     adapted = artifacts.state["model"]
     if method.merge is None or not hasattr(getattr(adapted, "torch_model", None), "merge_and_unload"):
         return  # nothing to merge, or served elsewhere (an adapter-serving backend)
@@ -292,7 +309,7 @@ def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Bu
     with PeakMemory() as mem:
         module = method.wrap(method.copy_base(base), cfg, task, base)
         trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in module.parameters())
+        total = counted_parameters(module, trainable)
         if cfg.gradient_checkpointing:
             enable_checkpointing(module)
         t0 = time.perf_counter()
@@ -326,9 +343,21 @@ def train_artifacts(name: str, method: Method, cfg: Any, task, model, budget: Bu
     return Artifacts(name, model, task, state={**(state or {}), "model": served, "trained": adapted}, info=info)
 
 
+def counted_parameters(module: Any, trainable: int) -> int:
+    """The module's parameters; for an adapter on the shared model, the base's plus its
+    own (not those of other cells' adapters attached beside it)."""
+    if not hasattr(module, "adapter_state"):
+        return sum(p.numel() for p in module.parameters())
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    adapter_ids = {id(p) for m in module.shared.modules() if isinstance(m, BaseTunerLayer)
+                   for attr in m.adapter_layer_names for p in getattr(m, attr).parameters()}
+    return sum(p.numel() for p in module.shared.parameters() if id(p) not in adapter_ids) + trainable
+
+
 def enable_checkpointing(module: Any) -> None:
     """Non-reentrant checkpointing: works with frozen inputs under PEFT."""
-    base = module.get_base_model() if hasattr(module, "get_base_model") else module
+    base = module.get_base_model() if hasattr(module, "get_base_model") else getattr(module, "shared", module)
     if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5 name
         base.activation_checkpointing_enable({"use_reentrant": False})
     else:

