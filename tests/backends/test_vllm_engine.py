@@ -82,7 +82,7 @@ def test_a_bench_trained_adapter_is_served_and_changes_answers(vllm_lm, tmp_path
     task = _task("rotten-tomatoes")
     base = training_base(vllm_lm, "lora")
     assert base.capabilities.trainable
-    art = build({"max_steps": 3, "batch_size": 2, "eval_every": 3, "max_val_examples": 1,
+    art = build({"max_steps": 3, "batch_size": 2, "eval_every": 3, "max_val_examples": 0,
                  "max_train_examples": 12, "max_length": 64, "learning_rate": 3e-3}).prepare(
         task, base, Budget(seed=0, workdir=tmp_path))
     adapter_dir = Path(art.info["saved_path"])  # the PEFT adapter folder the strategy saved
