@@ -82,6 +82,9 @@ def test_a_bench_trained_adapter_is_served_and_changes_answers(vllm_lm, tmp_path
     task = _task("rotten-tomatoes")
     base = training_base(vllm_lm, "lora")
     assert base.capabilities.trainable
+    # No validation: with one validation example its loss rose after 3 steps on the current
+    # train subset, the best-step rule kept step 0, and the saved adapter was the untrained
+    # one (every lora_B zero), so it could change no answer.
     art = build({"max_steps": 3, "batch_size": 2, "eval_every": 3, "max_val_examples": 0,
                  "max_train_examples": 12, "max_length": 64, "learning_rate": 3e-3}).prepare(
         task, base, Budget(seed=0, workdir=tmp_path))
