@@ -94,8 +94,13 @@ def crossover(a: str, a_pts: Sequence[Point], b: str, b_pts: Sequence[Point] | P
         pairs = [(n, pb, pa) for n, pa, pb in pairs]
     behind = [i for i, d in enumerate(diffs) if d <= 0]
     if not behind:
+        clear = [_clears(pa, pb) for _, pa, pb in pairs]
+        apart = [f"{n:,}" for (n, _, _), c in zip(pairs, clear) if c]
+        tail = ("" if any(c is None for c in clear) else
+                f"; their 95% intervals are apart at {', '.join(apart)} examples" if apart else
+                "; the 95% intervals overlap at every size, so the lead is not established")
         return None, (f"{a} is ahead of {b} at every size tried ({span}): "
-                      "no crossover within the sizes tried")
+                      f"no crossover within the sizes tried{tail}")
     i = behind[-1]
     (n0, _, _), (n1, _, _) = pairs[i], pairs[i + 1]
     t = -diffs[i] / (diffs[i + 1] - diffs[i])
