@@ -6,6 +6,7 @@ import random
 import pytest
 
 import bench.cli
+import bench.run_flags
 from bench.config import RunConfig
 from bench.errors import BenchError
 from bench.grid import plan
@@ -67,10 +68,10 @@ def test_bad_sizes_name_the_field(bad):
 def test_cli_flag(tmp_path):
     args = bench.cli._parser().parse_args(["run", "--tasks", "toy-cls", "--train-sizes", "200,50", "--out",
                                            str(tmp_path)])
-    assert bench.cli._config_from_flags(args).train_sizes == [50, 200]
+    assert bench.run_flags.config_from_flags(args).train_sizes == [50, 200]
     args = bench.cli._parser().parse_args(["run", "--train-sizes", "50,lots"])
     with pytest.raises(BenchError, match="--train-sizes"):
-        bench.cli._config_from_flags(args)
+        bench.run_flags.config_from_flags(args)
 
 
 def test_subsets_nest_across_sizes_where_random_sample_would_not():

@@ -6,6 +6,7 @@ import json
 import pytest
 
 import bench.cli
+import bench.run_flags
 import bench.backends
 from bench import jsonl
 from bench.config import RunConfig
@@ -65,7 +66,7 @@ def test_a_task_spec_outside_the_folder_must_be_confirmed_with_tasks(stored_run,
     assert _resume(run_dir, "--tasks", "toy-cls") == 2
     assert "differs from the run's stored" in capsys.readouterr().err
     args = bench.cli._parser().parse_args(["run", "--resume", str(run_dir), "--tasks", str(spec)])
-    assert bench.cli._resume_config(args).tasks == [str(spec)]  # confirmed: accepted
+    assert bench.run_flags.resume_config(args).tasks == [str(spec)]  # confirmed: accepted
 
 
 def test_a_model_path_or_backend_mapping_from_the_folder_is_refused(stored_run, tmp_path, capsys):
@@ -84,7 +85,7 @@ def test_a_model_path_or_backend_mapping_from_the_folder_is_refused(stored_run, 
     assert _resume(run_dir) == 2 and "confirm with --model served" in capsys.readouterr().err
     _edit_config(run_dir, models=[{**remote, "base_url": "http://127.0.0.1:9/v1"}])
     args = bench.cli._parser().parse_args(["run", "--resume", str(run_dir)])
-    assert bench.cli._resume_config(args).models[0]["base_url"] == "http://127.0.0.1:9/v1"  # stays on this machine
+    assert bench.run_flags.resume_config(args).models[0]["base_url"] == "http://127.0.0.1:9/v1"  # stays on this machine
 
 
 def test_a_path_among_stored_strategy_options_is_refused(stored_run, capsys):
