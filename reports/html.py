@@ -27,7 +27,7 @@ from reports.decide_out import report_section, task_table
 from reports.drill import DRILL_LIMIT, drill
 from reports.frame import BASELINE, RunFrames, best_index, is_missing, load_run, ok_rows
 from reports.latency_pairs import fmt_latency_pair, latency_comparisons
-from reports.markdown import fmt_ci, price_line
+from reports.markdown import fmt_ci, price_line, served_backend
 from reports.page import clip, fmt_num, render
 from reports.summary import NOT_OK, summarize
 from reports.verdict import display_labels, verdict
@@ -178,10 +178,6 @@ def _table(rows: pd.DataFrame, labels: dict) -> list[dict[str, Any]]:
     return out
 
 
-def _served(rows: pd.DataFrame) -> bool:
-    return bool("backend" in rows and rows["backend"].dropna().astype(str).ne("hf").any())
-
-
 def _forgetting(r: Any) -> str:
     value = getattr(r, "forgetting", None)
     if is_missing(value):
@@ -218,7 +214,7 @@ def report_context(frames: RunFrames, summary: pd.DataFrame, comparisons: pd.Dat
                       # weight-changing cells recorded training facts (reports/training_facts.py)
                       "has_training": bool("trainable_params" in rows and rows["trainable_params"].notna().any()),
                       # a served backend (vllm, openai): which one, and how labels were scored
-                      "served": _served(rows),
+                      "served": served_backend(rows),
                       **_decision_charts(frames, rows, labels, metric),
                       "losses": _loss_charts(cells, labels), "rag": rag, "recall_chart": recall_chart,
                       "facts": facts, "drill": drill(frames, task, labels, i), "curve": learning_curve(rows, metric),

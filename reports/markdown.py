@@ -74,10 +74,16 @@ def _format(row: pd.Series, col: str, spec: str | None) -> str:
     return fmt_usd(row.get(col)) if spec == "usd" else fmt_number(row.get(col), spec)
 
 
+def served_backend(rows: pd.DataFrame) -> bool:
+    """Whether a served model (vllm, openai) is among these rows: the tables then say which
+    backend served each cell and how it scored labels."""
+    return bool("backend" in rows and rows["backend"].dropna().astype(str).ne("hf").any())
+
+
 def task_table(rows: pd.DataFrame) -> str:
     """The Markdown table for one task's summary rows; the best score in bold."""
     # A model column for one model, or a macro-F1 column for a QA task, would be all "–".
-    served = "backend" in rows and rows["backend"].dropna().astype(str).ne("hf").any()
+    served = served_backend(rows)
     columns = [c for c in MD_COLUMNS if (c[0] != "model" or rows["model"].nunique() > 1)
                and (c[0] != "macro_f1" or rows["macro_f1"].notna().any())
                and (c[0] not in ("backend", "scoring") or served)]

@@ -61,21 +61,21 @@ def test_overlapping_intervals_are_said_honestly(tmp_path):
     assert sentence.endswith("the intervals overlap at every size, so the crossover is not established")
 
 
-def test_no_crossover_within_the_sizes_tried(tmp_path):
-    build(tmp_path / "run", {"rag(n=16)": 0.70, "rag(n=64)": 0.72, "rag(n=256)": 0.75,
-                             "lora(n=16)": 0.40, "lora(n=64)": 0.55, "lora(n=256)": 0.70}, n=100)
-    assert curve(tmp_path / "run")["sentences"] == [
-        "rag is ahead of lora at every size tried (16 to 256 examples): no crossover within the sizes tried; "
-        "their 95% intervals are apart at 16 examples"]
-
-
-def test_a_lead_whose_intervals_overlap_everywhere_is_not_called_established(tmp_path):
+@pytest.mark.parametrize("scores, n, sentence", [
+    # rag ahead everywhere, apart at the smallest size.
+    ({"rag(n=16)": 0.70, "rag(n=64)": 0.72, "rag(n=256)": 0.75,
+      "lora(n=16)": 0.40, "lora(n=64)": 0.55, "lora(n=256)": 0.70}, 100,
+     "rag is ahead of lora at every size tried (16 to 256 examples): no crossover within the sizes tried; "
+     "their 95% intervals are apart at 16 examples"),
     # The real rotten-tomatoes curve of 2026-12-02: lora 0.66-0.72 vs rag 0.58, 64 examples.
-    build(tmp_path / "run", {"rag(n=16)": 0.58, "rag(n=64)": 0.58, "rag(n=256)": 0.58,
-                             "lora(n=16)": 0.66, "lora(n=64)": 0.67, "lora(n=256)": 0.72}, n=64)
-    assert curve(tmp_path / "run")["sentences"] == [
-        "lora is ahead of rag at every size tried (16 to 256 examples): no crossover within the sizes tried; "
-        "the 95% intervals overlap at every size, so the lead is not established"]
+    ({"rag(n=16)": 0.58, "rag(n=64)": 0.58, "rag(n=256)": 0.58,
+      "lora(n=16)": 0.66, "lora(n=64)": 0.67, "lora(n=256)": 0.72}, 64,
+     "lora is ahead of rag at every size tried (16 to 256 examples): no crossover within the sizes tried; "
+     "the 95% intervals overlap at every size, so the lead is not established"),
+])
+def test_no_crossover_within_the_sizes_tried(tmp_path, scores, n, sentence):
+    build(tmp_path / "run", scores, n=n)
+    assert curve(tmp_path / "run")["sentences"] == [sentence]
 
 
 def test_report_and_summary_carry_the_curve_and_plain_runs_do_not(tmp_path):
