@@ -134,9 +134,10 @@ class RunConfig:
             raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
-        from bench.updates import check_refresh, check_setting
+        from bench.updates import check_refresh, check_setting, check_tasks
 
         check_setting(self.corpus_change)
+        check_tasks(self.corpus_change, _plain_names(self.tasks))
         check_refresh(self.refresh_per_month)
         _check_decide(self.decide, self.tasks)
         from bench.history import check_settings
@@ -235,12 +236,16 @@ def _check_cost(cost: Any) -> None:
         raise FieldError("cost.api_model", f"{api!r} is not in the API price table; known: {sorted(API_PRICES)}")
 
 
+def _plain_names(tasks: list[str]) -> list[str] | None:
+    """The run's task names, or None when a task is given as a spec path (named by its
+    spec, known once loaded): only plain names can be checked here."""
+    return None if any("/" in t or t.endswith((".yaml", ".yml")) for t in tasks) else list(tasks)
+
+
 def _check_decide(decide: Any, tasks: list[str]) -> None:
     from reports.decide_config import parse  # validated where it is used: by the reports
 
-    # A task given as a spec path is named by its spec; only plain names can be checked here.
-    names = None if any("/" in t or t.endswith((".yaml", ".yml")) for t in tasks) else list(tasks)
-    parse(decide, names)
+    parse(decide, _plain_names(tasks))
 
 
 def _is_int(v: Any) -> bool:

@@ -88,6 +88,26 @@ def check_setting(value: Any, field: str = "corpus_change") -> None:
                                 "(0.01 rewrites 1% of each corpus)")
 
 
+def check_tasks(value: Any, task_names: list[str] | None, field: str = "corpus_change") -> None:
+    """A per-task mapping may name only the run's tasks: a typo (`product-fact`) would
+    otherwise measure nothing for the task meant, silently. `task_names` None: not all
+    are known yet (a task given as a spec file is named by its spec; the runner checks
+    again once the tasks are loaded, before any cell runs)."""
+    from bench.config import FieldError
+
+    if not isinstance(value, Mapping) or task_names is None:
+        return
+    names = [str(t) for t in task_names]
+    for task in value:
+        if str(task) not in names:
+            import difflib
+
+            close = difflib.get_close_matches(str(task), names, 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise FieldError(f"{field}.{task}", f"no task {str(task)!r} in this run{hint}; its tasks: "
+                                                f"{', '.join(names)}. Name one of them, or add the task to `tasks`")
+
+
 def check_refresh(value: Any) -> None:
     from bench.config import FieldError
 

@@ -37,6 +37,30 @@ def test_corpus_change_from_yaml_names_the_config_line(tmp_path):
     assert RunConfig(corpus_change={"squad": 0.01}).corpus_change == {"squad": 0.01}
 
 
+def test_a_task_in_the_mapping_that_the_run_lacks_is_an_error(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("tasks: [product-facts, squad]\nstrategies: [prompting]\ncorpus_change:\n"
+                   "  product-fact: 0.05\n")
+    with pytest.raises(BenchError) as err:
+        make_config(str(cfg))
+    text = str(err.value)
+    assert "run.yaml:4" in text and "corpus_change.product-fact" in text
+    assert "no task 'product-fact' in this run (did you mean product-facts?); its tasks: product-facts, squad" in text
+    with pytest.raises(BenchError, match=r"corpus_change\.bbc-news: no task 'bbc-news'"):
+        RunConfig(tasks=["squad"], strategies=["prompting"], corpus_change={"squad": 0.1, "bbc-news": 0.1})
+
+
+def test_a_task_spec_is_checked_by_its_name_before_any_cell_runs(tmp_path, monkeypatch):
+    # A spec path names its task only once loaded: the runner checks the mapping then.
+    monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: toy_qa())  # named toy-facts
+    cfg = RunConfig(tasks=[str(tmp_path / "qa.yaml")], strategies=["prompting"], out=str(tmp_path), name="u",
+                    limit=2, latency_sample=0, corpus_change={"toy-fact": 0.25})
+    typo = r"corpus_change\.toy-fact: no task 'toy-fact' in this run \(did you mean toy-facts\?\)"
+    with pytest.raises(BenchError, match=typo):
+        Runner(cfg, log=lambda *_: None).run()
+    assert not (tmp_path / "u" / "cells.jsonl").exists() and not (tmp_path / "u" / "manifest.json").exists()
+
+
 @pytest.mark.parametrize("line, message", [
     ('{"id": "d1", "text": "new"', "malformed JSON"),
     ('{"text": "no id"}', "needs an 'id'"),
