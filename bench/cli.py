@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure each strategy's cost to become current after a corpus change: a share in (0, 1] "
                         "of each corpus rewritten (seeded), or a JSONL file of changed documents (README, 'Keeping current')")
     r.add_argument("--refresh-per-month", type=float, help="corpus changes a month, for the monthly update cost (default 4)")
+    r.add_argument("--compare-rebuild", action="store_true", default=None,
+                   help="with --corpus-change: also time a full rebuild of RAG's index (re-embeds every document) "
+                        "and check the incremental re-index retrieves alike")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
     r.add_argument("--allow-path", action="append", default=[], metavar="DIR",

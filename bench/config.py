@@ -97,6 +97,10 @@ class RunConfig:
     # file of changed documents, or {task: either}; each cell then measures its update cost.
     corpus_change: Any = None
     refresh_per_month: float = 4  # corpus changes a month, for the monthly update cost
+    # Also time a full rebuild of the changed corpus beside RAG's incremental re-index, and
+    # check both retrieve alike: off by default, it re-embeds every document (minutes on a
+    # big corpus) and is a check, not a cost any update pays.
+    compare_rebuild: bool = False
     # Constraints for the recommendation per task (reports/decide_config.py): min_score,
     # max_p95_ms, monthly_queries, max_monthly_usd, amortize_months, tasks: {name: {...}}.
     decide: dict[str, Any] = field(default_factory=dict)
@@ -285,6 +289,8 @@ FIELD_CHECKS = {
     "decide": _scalar(lambda v: isinstance(v, Mapping), "a mapping of constraints (min_score, max_p95_ms, ...)"),
     "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
+    "compare_rebuild": _scalar(lambda v: isinstance(v, bool), "true or false (time a full rebuild beside RAG's "
+                                                              "incremental re-index)"),
     "history": _scalar(lambda v: isinstance(v, Mapping), "a mapping {record: all|baselines|none, path: FILE}"),
     **{k: _scalar(_is_int, "an integer") for k in ("data_seed", "batch_size", "max_context", "checkpoint_every",
                                                    "latency_sample", "warmup")},

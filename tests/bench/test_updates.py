@@ -150,7 +150,7 @@ def test_each_cell_records_its_update_and_the_reports_price_it(tmp_path, monkeyp
     monkeypatch.setattr(strategies.rag, "load_embedder", lambda *a, **k: HashingEmbedder(64))
     cfg = RunConfig(tasks=["toy-qa"], strategies=["prompting", {"name": "rag", "shots": 0, "cache": False}, "trained"],
                     out=str(tmp_path), name="u", limit=2, latency_sample=0, corpus_change=0.25, refresh_per_month=8,
-                    cost={"usd_per_hour": 3600.0, "monthly_volumes": [1000]})
+                    compare_rebuild=True, cost={"usd_per_hour": 3600.0, "monthly_volumes": [1000]})
     run_dir = Runner(cfg, log=lambda *_: None).run()
     cells = {c["strategy"]: c for c in read_jsonl(run_dir / "cells.jsonl")}
     assert all(c["status"] == "ok" for c in cells.values())
@@ -171,6 +171,20 @@ def test_each_cell_records_its_update_and_the_reports_price_it(tmp_path, monkeyp
     assert by["trained"]["updates_usd_per_month"] == pytest.approx(8 * cells["trained"]["prepare_s"])
     assert by["prompting"]["updates_usd_per_month"] == 0
     assert "Keeping current" in (run_dir / "report.html").read_text()
+
+
+def test_compare_rebuild_is_off_by_default_and_a_flag_or_key_turns_it_on(tmp_path):
+    from bench.cli import _parser
+    from bench.run_flags import config_from_flags
+
+    assert RunConfig(tasks=["squad"]).compare_rebuild is False
+    with pytest.raises(BenchError, match="config.compare_rebuild: expected true or false"):
+        RunConfig(tasks=["squad"], compare_rebuild="yes")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("tasks: [product-facts]\ncorpus_change: 0.01\ncompare_rebuild: true\n")
+    assert config_from_flags(_parser().parse_args(["run", str(cfg)])).compare_rebuild is True  # no flag: the file's
+    args = _parser().parse_args(["run", "--tasks", "product-facts", "--corpus-change", "0.01", "--compare-rebuild"])
+    assert config_from_flags(args).compare_rebuild is True
 
 
 def test_the_flag_takes_a_fraction_or_a_file(tmp_path, capsys):
