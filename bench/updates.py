@@ -109,8 +109,8 @@ def check_tasks(value: Any, task_names: list[str] | None, field: str = "corpus_c
             close = difflib.get_close_matches(str(task), names, 1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise FieldError(f"{field}.{task}", f"no task {str(task)!r} in this run{hint}; its tasks: "
-                                                f"{', '.join(names)}. Fix the name, or drop the entry (or add the task to "
-                                                "`tasks`)")
+                                                f"{', '.join(names)}. Fix the name, or drop the entry (or add "
+                                                "the task to `tasks`)")
 
 
 def check_refresh(value: Any) -> None:
