@@ -93,7 +93,7 @@ def check_setting(value: Any, field: str = "corpus_change") -> None:
 
 
 def check_tasks(value: Any, task_names: list[str] | None, field: str = "corpus_change") -> None:
-    """A per-task mapping may name only the run's tasks: a typo (`product-fact`) would
+    """A per-task mapping may name only the run's tasks or other built-in ones: a typo (`product-fact`) would
     otherwise measure nothing for the task meant, silently. `task_names` None: not all
     are known yet (a task given as a spec file is named by its spec; the runner checks
     again once the tasks are loaded, before any cell runs)."""
@@ -101,9 +101,12 @@ def check_tasks(value: Any, task_names: list[str] | None, field: str = "corpus_c
 
     if not isinstance(value, Mapping) or task_names is None:
         return
+    from tasks import TASKS
+
     names = [str(t) for t in task_names]
     for task in value:
-        if str(task) not in names:
+        # A built-in task the run leaves out (`--tasks` narrowing a shared config) is not a typo.
+        if str(task) not in names and str(task) not in TASKS:
             import difflib
 
             close = difflib.get_close_matches(str(task), names, 1)
