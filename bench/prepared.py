@@ -72,7 +72,8 @@ def _hashes(folder: Path) -> dict[str, str]:
 def problems(folder: Path, recorded: dict[str, str]) -> list[str]:
     """How `folder` differs from the sha256 `recorded` for it (missing, extra, changed
     or pickle files); empty when it is whole."""
-    found = _hashes(folder) if Path(folder).is_dir() else {}
+    folder = Path(folder)
+    found = _hashes(folder) if folder.is_dir() else {}
     out = [f"{name} is missing" for name in sorted(set(recorded) - set(found))]
     out += [f"{name} was not written by prepare" for name in sorted(set(found) - set(recorded))]
     out += [f"{name} changed (sha256 differs)" for name in sorted(set(found) & set(recorded))
