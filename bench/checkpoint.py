@@ -94,5 +94,8 @@ def _load(definition, ref: dict, folder: str | None, task, handle):
     problems = prepared.problems(Path(folder), dict(ref["sha256"]))
     if problems:
         return None, f"{folder}: {'; '.join(problems[:5])}: the checkpoint is not trusted, prepared again"
-    artifacts = definition.artifacts.load(Path(folder), task, handle, dict(ref.get("facts") or {}))
+    try:
+        artifacts = definition.artifacts.load(Path(folder), task, handle, dict(ref.get("facts") or {}))
+    except Exception as exc:  # noqa: BLE001 (a checkpoint that will not load costs a prepare, not the cell)
+        return None, f"{folder}: its checkpointed artifacts did not load ({type(exc).__name__}: {exc}): prepared again"
     return replace(artifacts, info={**artifacts.info, **dict(ref.get("info") or {})}), None

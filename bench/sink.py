@@ -62,7 +62,7 @@ class ResultSink:
         refs = [r for r in self.store.read_prepared(cell) if r.get("cell") == cell]
         notes = []
         for path, redo in ((self.store.partial_path(cell), "their examples are predicted again"),
-                           (self.store.prepared_path(cell), "the cell prepares again unless a later line holds")):
+                           (self.store.prepared_path(cell), "the cell prepares again unless an intact line remains")):
             lines = self.store.damaged_lines.pop(str(path), [])  # reported once per read
             if lines:
                 notes.append(f"{path} line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}: damaged "
