@@ -202,3 +202,17 @@ def test_a_remote_workers_prepared_artifacts_arrive_whole_through_the_sink(tmp_p
     ResultSink(tmp_path / "run2", log=logs.append).prepared("c", {**ref, "cell": "c"}, files=files)
     assert ResultSink(tmp_path / "run2").checkpoint("c").prepared is None  # never a line for a damaged copy
     assert any("arrived damaged" in str(m) for m in logs)
+
+
+def test_checkpointed_artifacts_that_will_not_load_cost_a_prepare_not_the_cell(tmp_path, world, monkeypatch):
+    cfg = _killed_run(tmp_path)
+
+    def broken(self, folder, task, lm, facts):
+        raise ValueError("truncated safetensors header")
+
+    monkeypatch.setattr(fakes.SaverStore, "load", broken)
+    Runner(cfg, log=lambda *_: None).run()
+    cells = {c["cell"]: c for c in read_jsonl(cfg.run_dir / "cells.jsonl")}
+    assert all(c["status"] == "ok" and c["prepare_from"] == "computed" for c in cells.values())
+    assert sorted(world["prepare"]) == [1, 2] and cells[FIRST]["computed_n"] == 0
+    assert any("did not load" in n and "truncated safetensors header" in n for n in cells[FIRST]["notes"])
