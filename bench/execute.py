@@ -264,7 +264,8 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> 
             worker.log(f"  reused: {pstats.resumed_n} checkpointed, {pstats.cached_n} cached rows; "
                        f"prepared artifacts: {prep['prepare_from']}")
         for note in prep["notes"]:
-            worker.log(f"[yellow]  {note}[/]")
+            if note not in ckpt.notes:  # the sink reported those when it read the checkpoint
+                worker.log(f"[yellow]  {note}[/]")
         return Started(spec, task, strategy, artifacts, list(examples), record, rows, workdir, prep)
     except (KeyboardInterrupt, DiskFullError):
         raise  # a full disk fails every later write too: stop, keeping what is stored
