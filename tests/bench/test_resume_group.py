@@ -216,3 +216,27 @@ def test_checkpointed_artifacts_that_will_not_load_cost_a_prepare_not_the_cell(t
     assert all(c["status"] == "ok" and c["prepare_from"] == "computed" for c in cells.values())
     assert sorted(world["prepare"]) == [1, 2] and cells[FIRST]["computed_n"] == 0
     assert any("did not load" in n and "truncated safetensors header" in n for n in cells[FIRST]["notes"])
+
+
+def test_a_strategy_without_saved_artifacts_keeps_its_facts_and_is_not_prepared_again(tmp_path, world):
+    """k-shot prompting saves nothing (its prepare is cheap): the checkpoint keeps its facts
+    (the demonstrations chosen), so a checkpointed cell that nothing needs artifacts for skips prepare."""
+    def config(name):
+        return RunConfig(tasks=["toy-cls"], out=str(tmp_path), name=name, limit=8, checkpoint_every=3,
+                         latency_sample=0, warmup=0, cache=False,
+                         strategies=[{"name": "prompting", "shots": 2}, {"name": "saver", "label": "b", "salt": 2}])
+    whole = Runner(config("whole"), log=lambda *_: None).run()
+    cfg = config("killed")
+    fakes.KILL["salt"] = 2
+    with pytest.raises(fakes.Killed):
+        Runner(cfg, log=lambda *_: None).run()
+    fakes.reset()
+    before = len(read_jsonl(cfg.run_dir / "events.jsonl"))
+    Runner(cfg, log=lambda *_: None).run()
+    cell = "toy-sentiment|prompting|smollm2-135m|seed0"
+    assert not [e for e in _events_since(cfg.run_dir, before) if e[1] == cell]
+    resumed = {c["cell"]: c for c in read_jsonl(cfg.run_dir / "cells.jsonl")}[cell]
+    original = {c["cell"]: c for c in read_jsonl(whole / "cells.jsonl")}[cell]
+    assert resumed["prepare_from"].startswith("checkpoint, not loaded") and resumed["computed_n"] == 0
+    assert resumed["info"]["demo_ids"] == original["info"]["demo_ids"] and len(original["info"]["demo_ids"]) == 2
+    assert _rows(cfg.run_dir) == _rows(whole)
