@@ -121,7 +121,8 @@ def train_loop(module, seqs, val_seqs, cfg: Any, rng: random.Random, device: str
     return {"steps": step, "epochs_run": epochs_run, "tokens_seen": tokens,
             "best_val_loss": None if best_step is None else round(best, 5), "best_step": best_step,
             "final_train_loss": round(train_loss, 5), "stopped_early": stopped, "loss_curve": curve,
-            "oom_retries": oom_retries, "packing": packed, "autocast": low, "autocast_why": why, "train_step_seconds": round(step_seconds, 3),
+            "oom_retries": oom_retries, "packing": packed, "autocast": low, "autocast_why": why,
+            "train_step_seconds": round(step_seconds, 3),
             "tokens_per_s": round(tokens / step_seconds, 1) if step_seconds else None,
             "micro_batch_size": max(1, math.ceil(cfg.batch_size / split)), "grad_accum_used": cfg.grad_accum * split}
 
