@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="measure each strategy's cost to become current after a corpus change: a share in (0, 1] "
                         "of each corpus rewritten (seeded), or a JSONL file of changed documents (README, 'Keeping current')")
     r.add_argument("--refresh-per-month", type=float, help="corpus changes a month, for the monthly update cost (default 4)")
+    r.add_argument("--compare-rebuild", action="store_true", default=None,
+                   help="with --corpus-change: also time a full rebuild of RAG's index (re-embeds every document) "
+                        "and check the incremental re-index retrieves alike")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow a model's own Python code (off by default)")
     r.add_argument("--allow-path", action="append", default=[], metavar="DIR",
@@ -106,7 +109,10 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--strategy", help="only this strategy (its label)")
     h.add_argument("--model", help="only this model (its label)")
     h.add_argument("--last", type=int, metavar="N", help="only each cell's last N runs")
-    h.add_argument("--db", help="the database file (default: $ADAPTBENCH_HISTORY, else history.sqlite in the cache)")
+    h.add_argument("--db", help="the database file (default: $ADAPTBENCH_HISTORY, else --config's history.path, "
+                                "else history.sqlite in the cache)")
+    h.add_argument("--config", metavar="FILE", help="a run config: read the database its `history: {path: ...}` "
+                                                    "names, the one `bench run FILE` records in")
     h.add_argument("--record", metavar="RUN", action="append", default=[],
                    help="record (or re-record) this run folder first (repeatable)")
     h.add_argument("--runs", metavar="DIR", action="append", default=[],
@@ -266,13 +272,19 @@ def cmd_history(args) -> int:
 
     if args.last is not None and args.last < 1:
         raise BenchError(f"--last {args.last}: give a number of runs >= 1")
-    path = Path(args.db).expanduser() if args.db else history.db_path()
+    if args.db:
+        path, why = Path(args.db).expanduser(), "given with --db"
+    else:
+        settings = history.config_settings(args.config) if args.config else {}
+        path, why = history.locate(settings, args.config or "the config")
     for run_dir in args.record:
         history.record_run(path, run_dir)
         print(f"recorded {run_dir} in {path}")
     if not path.is_file():
-        print(f"no history yet: {path} does not exist. Finished runs are recorded there (README, 'History'); "
-              "record an existing run with `bench history --record RUN`.")
+        print(f"no history yet: {path} does not exist (looked there: {why}). Finished runs are recorded there "
+              "(README, 'History'); record an existing run with `bench history --record RUN`. To read another "
+              f"database: `--config FILE` (the run config whose `history: {{path: ...}}` names it), `--db FILE`, "
+              f"or {history.ENV}=FILE.")
         return 0
     con = history.open_history(path, args.runs)
     try:

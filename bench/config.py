@@ -97,6 +97,10 @@ class RunConfig:
     # file of changed documents, or {task: either}; each cell then measures its update cost.
     corpus_change: Any = None
     refresh_per_month: float = 4  # corpus changes a month, for the monthly update cost
+    # Also time a full rebuild of the changed corpus beside RAG's incremental re-index, and
+    # check both retrieve alike: off by default, it re-embeds every document (minutes on a
+    # big corpus) and is a check, not a cost any update pays.
+    compare_rebuild: bool = False
     # Constraints for the recommendation per task (reports/decide_config.py): min_score,
     # max_p95_ms, monthly_queries, max_monthly_usd, amortize_months, tasks: {name: {...}}.
     decide: dict[str, Any] = field(default_factory=dict)
@@ -134,9 +138,10 @@ class RunConfig:
             raise FieldError("latency_sample", f"latency_sample and warmup must be >= 0, got {self.latency_sample} "
                              f"and {self.warmup}")
         _check_cost(self.cost)
-        from bench.updates import check_refresh, check_setting
+        from bench.updates import check_refresh, check_setting, check_tasks
 
         check_setting(self.corpus_change)
+        check_tasks(self.corpus_change, _plain_names(self.tasks))
         check_refresh(self.refresh_per_month)
         _check_decide(self.decide, self.tasks)
         from bench.history import check_settings
@@ -235,12 +240,16 @@ def _check_cost(cost: Any) -> None:
         raise FieldError("cost.api_model", f"{api!r} is not in the API price table; known: {sorted(API_PRICES)}")
 
 
+def _plain_names(tasks: list[str]) -> list[str] | None:
+    """The run's task names, or None when a task is given as a spec path (named by its
+    spec, known once loaded): only plain names can be checked here."""
+    return None if any("/" in t or t.endswith((".yaml", ".yml")) for t in tasks) else list(tasks)
+
+
 def _check_decide(decide: Any, tasks: list[str]) -> None:
     from reports.decide_config import parse  # validated where it is used: by the reports
 
-    # A task given as a spec path is named by its spec; only plain names can be checked here.
-    names = None if any("/" in t or t.endswith((".yaml", ".yml")) for t in tasks) else list(tasks)
-    parse(decide, names)
+    parse(decide, _plain_names(tasks))
 
 
 def _is_int(v: Any) -> bool:
@@ -280,6 +289,8 @@ FIELD_CHECKS = {
     "decide": _scalar(lambda v: isinstance(v, Mapping), "a mapping of constraints (min_score, max_p95_ms, ...)"),
     "trust_remote_code": _scalar(lambda v: isinstance(v, bool), "true or false"),
     "cache": _scalar(lambda v: isinstance(v, bool), "true or false"),
+    "compare_rebuild": _scalar(lambda v: isinstance(v, bool), "true or false (time a full rebuild beside RAG's "
+                                                              "incremental re-index)"),
     "history": _scalar(lambda v: isinstance(v, Mapping), "a mapping {record: all|baselines|none, path: FILE}"),
     **{k: _scalar(_is_int, "an integer") for k in ("data_seed", "batch_size", "max_context", "checkpoint_every",
                                                    "latency_sample", "warmup")},

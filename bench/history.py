@@ -61,14 +61,40 @@ def check_settings(value: Any) -> str | None:
 
 
 def db_path(settings: Mapping[str, Any] | None = None) -> Path:
+    return locate(settings)[0]
+
+
+def locate(settings: Mapping[str, Any] | None = None, where: str = "the config") -> tuple[Path, str]:
+    """The database file for `settings` (a `history:` block from `where`), and why that
+    one: $ADAPTBENCH_HISTORY, else the block's `path`, else the cache folder's."""
+    configured = f"history.path in {where}" if settings and settings.get("path") else None
     env = os.environ.get(ENV)
     if env:
-        return Path(env).expanduser()
-    if settings and settings.get("path"):
-        return Path(str(settings["path"])).expanduser()
+        return Path(env).expanduser(), f"${ENV}" + (f", which overrides {configured}" if configured else "")
+    if configured:
+        return Path(str(settings["path"])).expanduser(), configured
     from bench.paths import cache_root
 
-    return cache_root() / FILE
+    cache = " ($ADAPTBENCH_CACHE)" if os.environ.get("ADAPTBENCH_CACHE") else ""
+    return cache_root() / FILE, f"the default: {FILE} in the cache folder{cache}"
+
+
+def config_settings(path: str | Path) -> dict[str, Any]:
+    """The `history:` block of a run config file, as `bench run FILE` records with it
+    ({} when it has none); a bad block is an error naming the file and line."""
+    from bench import yamlio
+
+    doc = yamlio.load_file(path)
+    data = doc.data if doc.data is not None else {}
+    if not isinstance(data, Mapping):
+        raise doc.error("", "the top level must be a mapping of config keys")
+    block = {} if data.get("history") is None else data["history"]
+    problem = check_settings(block)
+    if problem:
+        key, sep, rest = problem.partition(": ")
+        known = sep and key in KEYS
+        raise doc.error(f"history.{key}" if known else "history", rest if known else problem)
+    return dict(block)
 
 
 def stored_settings(run_dir: str | Path) -> dict[str, Any]:

@@ -63,7 +63,7 @@ def resume_config(args):
     from bench.resume_check import check_stored, read_stored
 
     given = [f for f in ("config", "strategies", "limit", "train_limit", "train_sizes", "name", "seed", "batch_size",
-                         "corpus_change", "refresh_per_month")
+                         "corpus_change", "refresh_per_month", "compare_rebuild")
              if getattr(args, f) not in (None, [], False)]
     if given or args.set:
         raise BenchError(f"--resume continues a run with its stored config; drop {', '.join(given) or '--set'} "
@@ -109,7 +109,8 @@ def config_from_flags(args):
                       name=args.name, device=args.device, seeds=seeds, batch_size=args.batch_size,
                       trust_remote_code=args.trust_remote_code, latency_sample=args.latency_sample,
                       dtype=getattr(args, "dtype", None), train_sizes=[int(x) for x in sizes] if sizes else None,
-                      corpus_change=fraction_or_path(args.corpus_change), refresh_per_month=args.refresh_per_month)
+                      corpus_change=fraction_or_path(args.corpus_change), refresh_per_month=args.refresh_per_month,
+                      compare_rebuild=getattr(args, "compare_rebuild", None))
     for strategy, options in sets.items():
         cfg.strategy_options.setdefault(strategy, {}).update(options)
     return cfg

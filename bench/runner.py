@@ -86,6 +86,9 @@ class Runner:
 
                 raise BenchError(f"task {task.name!r} has {len(task.test)} test example(s); at least 2 are "
                                  "needed for a score with an interval. Add examples or give a larger test file.")
+        from bench.updates import check_tasks
+
+        check_tasks(cfg.corpus_change, [task.name for _, task in loaded])  # spec files' names are known now
         cells = plan(cfg, {entry: task.name for entry, task in loaded})
         executor = make_executor(cfg)
         manifest = build_manifest(cfg.to_dict(), {

@@ -9,7 +9,8 @@ A corpus change is configured once per run (`RunConfig.corpus_change`):
 - a mapping {task name: fraction or file} when tasks need different changes.
 Each cell of a task with a corpus then measures, after it has predicted (so its scores
 use the original corpus), what that strategy does to become current. The strategy's
-definition says how: its `update` hook (RAG re-indexes the changed documents), else
+definition says how: its `update` hook (RAG re-indexes the changed documents, and with
+`compare_rebuild: true` also times a full rebuild to compare with), else
 a weight-changing strategy retrains (its cell's prepare seconds are the estimate),
 else nothing reads the corpus and the cost is 0. The facts go into the cell record as
 `update`; reports price them (reports/update_cost.py).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -44,6 +45,9 @@ class CorpusChange:
     edited: tuple[str, ...] = ()
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    # Whether the hook also times a full rebuild of `documents` for comparison
+    # (`RunConfig.compare_rebuild`); the update itself never needs one.
+    compare_rebuild: bool = False
 
     @property
     def stale(self) -> set[str]:
@@ -86,6 +90,30 @@ def check_setting(value: Any, field: str = "corpus_change") -> None:
     if not 0 < float(value) <= 1:
         raise FieldError(field, f"the share of documents to rewrite must be in (0, 1], got {value!r} "
                                 "(0.01 rewrites 1% of each corpus)")
+
+
+def check_tasks(value: Any, task_names: list[str] | None, field: str = "corpus_change") -> None:
+    """A per-task mapping may name only the run's tasks or other built-in ones: a typo (`product-fact`) would
+    otherwise measure nothing for the task meant, silently. `task_names` None: not all
+    are known yet (a task given as a spec file is named by its spec; the runner checks
+    again once the tasks are loaded, before any cell runs)."""
+    from bench.config import FieldError
+
+    if not isinstance(value, Mapping) or task_names is None:
+        return
+    from tasks import TASKS
+
+    names = [str(t) for t in task_names]
+    for task in value:
+        # A built-in task the run leaves out (`--tasks` narrowing a shared config) is not a typo.
+        if str(task) not in names and str(task) not in TASKS:
+            import difflib
+
+            close = difflib.get_close_matches(str(task), names, 1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise FieldError(f"{field}.{task}", f"no task {str(task)!r} in this run{hint}; its tasks: "
+                                                f"{', '.join(names)}. Fix the name, or drop the entry (or add "
+                                                "the task to `tasks`)")
 
 
 def check_refresh(value: Any) -> None:
@@ -223,6 +251,7 @@ def measure_cell(config, spec, task, strategy, artifacts, record: Mapping[str, A
         change = change_for(getattr(config, "corpus_change", None), task, getattr(config, "data_seed", 0))
         if change is None:
             return None
+        change = replace(change, compare_rebuild=bool(getattr(config, "compare_rebuild", False)))
         return measure(definition_of(spec.strategy.name), strategy, artifacts, record, change, progress)
     except Exception as exc:  # noqa: BLE001 (a failed measurement must not cost the cell)
         message = str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
@@ -237,4 +266,6 @@ def describe(facts: Mapping[str, Any]) -> str:
     if facts.get("full_rebuild_s") is not None:
         text += (f", full rebuild {facts['full_rebuild_s']} s; retrieval equal to the rebuild on "
                  f"{facts.get('check_agree')}/{facts.get('check_queries')} queries")
+    elif facts.get("method") == "incremental re-index":
+        text += ", full rebuild not timed (compare_rebuild: false)"
     return text + (" (estimate)" if facts.get("estimate") else "")

@@ -25,6 +25,11 @@ Rules, per task:
   is the one whose relaxation alone admits a strategy, with the smallest relative change
   of its limit (relaxed to the interval's far end, so that the strategy then passes it);
   when no strategy is one relaxation away, the one that excludes the most strategies.
+  A relaxation is offered only when it is within reach: the admitting value is at least
+  half of a minimum, or at most twice a maximum (`FAR`). A score of 0.05 against
+  min_score 0.30 needs a new approach, not a limit of 0.02. When every single
+  relaxation is out of reach, the sentence says that no strategy comes near the
+  constraint and gives the best value against the limit instead.
 """
 from __future__ import annotations
 
@@ -45,6 +50,12 @@ PASS, UNCERTAIN, FAIL = "pass", "uncertain", "fail"
 MEASURES = {"min_score": ("score", "score", "score_ci_low", "score_ci_high", True),
             "max_p95_ms": ("p95", "latency_p95_ms", "latency_p95_ci_low", "latency_p95_ci_high", False),
             "max_monthly_usd": ("monthly cost", "monthly_usd", "monthly_usd_ci_low", "monthly_usd_ci_high", False)}
+# Out of reach: a relaxation that takes a minimum below 1/FAR of it or a maximum past FAR
+# times it is no team's option (halving the score a product needs, doubling its latency).
+FAR = 2.0
+# key -> (who is best on it, what it does) for "the best, rag, scores 0.05 [0.02, 0.09]"
+BEST = {"min_score": ("best", "scores"), "max_p95_ms": ("fastest", "has a p95 of"),
+        "max_monthly_usd": ("cheapest", "costs")}
 SETTLE = {"min_score": "more test examples (`limit`) narrow the score interval",
           "max_p95_ms": "more batch-1 probes (`latency_sample`) narrow the p95 interval",
           "max_monthly_usd": "more timed queries narrow the cost interval"}
@@ -226,14 +237,45 @@ class Decision:
                                for c in self.candidates]}
 
 
+def out_of_reach(k: Check) -> bool:
+    """Whether the limit that would admit `k`'s strategy is too far from the one set
+    (see `FAR`)."""
+    if MEASURES[k.key][4]:
+        return k.relaxed < k.limit / FAR
+    return k.relaxed > k.limit * FAR
+
+
+def _none_near(cands: list[Candidate], key: str) -> str:
+    """`key` binds, but no relaxation of it within reach admits a strategy: the best
+    value on it against the limit, instead of a limit no team would set."""
+    higher = MEASURES[key][4]
+    checks = [(c, next(k for k in c.checks if k.key == key)) for c in cands]
+    if not all(k.state == FAIL and out_of_reach(k) for _, k in checks):
+        # Some strategy is near this limit but misses another one too: speak of those missing only it.
+        checks = [(c, k) for c, k in checks if c.of(FAIL) == [k]]
+    measured = [ck for ck in checks if not math.isnan(ck[1].value)]
+    c, k = (max if higher else min)(measured, key=lambda ck: ck[1].value)
+    who = "no strategy" if len(checks) == len(cands) else "no strategy that misses only it"
+    best, verb = BEST[key]
+    best = "the only one" if len(checks) == 1 else f"the {best}" + ("" if len(checks) == len(cands) else " of them")
+    suffix = " a month" if key == "max_monthly_usd" else ""
+    reach = (f"below {fmt_value(key, k.limit / FAR)}, half the limit" if higher
+             else f"above {fmt_value(key, k.limit * FAR)}, twice the limit")
+    return (f"{key} binds, and {who} comes near {key} {fmt_value(key, k.limit)}: {best}, {c.label}, {verb} "
+            f"{k.shown}{suffix}; relaxing it alone would admit a strategy only {reach}")
+
+
 def _binding(cands: list[Candidate]) -> tuple[str, str]:
     one_away = [(c, c.of(FAIL)[0]) for c in cands if len(c.of(FAIL)) == 1]
     if one_away:
         rel = lambda k: abs(k.relaxed - k.limit) / (abs(k.limit) or 1.0)  # noqa: E731
         one_away.sort(key=lambda ck: rel(ck[1]))
-        c, k = one_away[0]
+        near = [(c, k) for c, k in one_away if not out_of_reach(k)]
+        if not near:
+            return one_away[0][1].key, _none_near(cands, one_away[0][1].key)
+        c, k = near[0]
         still = f"; still uncertain on {', '.join(u.key for u in c.of(UNCERTAIN))}" if c.of(UNCERTAIN) else ""
-        also = [f"{k2.key} to {fmt_value(k2.key, k2.relaxed)} would admit {c2.label}" for c2, k2 in one_away[1:3]]
+        also = [f"{k2.key} to {fmt_value(k2.key, k2.relaxed)} would admit {c2.label}" for c2, k2 in near[1:3]]
         return k.key, (f"{k.key} binds: relaxing it to {fmt_value(k.key, k.relaxed)} would admit {c.label} "
                        f"({k.text}{still})" + (f"; or relaxing {' or '.join(also)}" if also else ""))
     counts = Counter(k.key for c in cands for k in c.of(FAIL))

@@ -8,8 +8,9 @@ plus `refresh_per_month` updates (the first build is the break-even table's busi
     monthly total(V) = V / 1000 x $ per 1k queries + refresh_per_month x $ per update
 
 Seeds are averaged. A retraining figure is an estimate (the cell's own prepare seconds)
-and says so; an incremental re-index is measured and carries its full-rebuild time
-and its check against a full rebuild's retrieval.
+and says so; an incremental re-index is measured and, when the run asked for one
+(`compare_rebuild`), carries its full-rebuild time and its check against a full
+rebuild's retrieval; without, the table says the rebuild was not timed.
 """
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ def _mean(facts: list[dict], key: str) -> float:
 def _detail(facts: list[dict]) -> str:
     f = facts[0]
     if f.get("method") == "incremental re-index":
+        rebuild = _mean(facts, "full_rebuild_s")
         text = (f"{f.get('chunks_removed', 0)} chunks out, {f.get('chunks_added', 0)} in ({f.get('index')} index); "
-                f"full rebuild {_mean(facts, 'full_rebuild_s'):.2f} s")
+                + (f"full rebuild {rebuild:.2f} s" if not math.isnan(rebuild) else
+                   "full rebuild not timed (`compare_rebuild: true` times one and checks the retrieval against it)"))
         if f.get("tombstones"):
             text += f"; {f['tombstones']} tombstones (HNSW cannot delete: rebuild once they pile up)"
         return text

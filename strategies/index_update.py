@@ -10,9 +10,11 @@ takes the next row. How rows leave depends on the index (`LiveIndex`):
 - hnsw: a graph cannot drop nodes (`remove_ids` is unsupported): removed labels become
   tombstones that each search excludes with an IDSelector, and new vectors are
   appended. Tombstones are counted: past a share of the index, rebuild.
-`update_index` (the `update` hook of RAG's StrategyDef) times the incremental update,
-then a full rebuild of the changed corpus, and checks that both retrieve the same
-documents for a few queries (task questions and the changed documents' own text).
+`update_index` (the `update` hook of RAG's StrategyDef) times the incremental update;
+when the change asks for it (`compare_rebuild`), also a full rebuild of the changed
+corpus, checking that both retrieve the same documents for a few queries (task
+questions and the changed documents' own text). The rebuild embeds every document
+again (minutes on a big corpus), so it is a check to ask for, not part of the update.
 """
 from __future__ import annotations
 
@@ -203,13 +205,16 @@ def update_index(strategy: Any, artifacts: Any, change: Any, progress: Any = Non
         return {"method": "none", "seconds": 0.0, "basis": "no corpus: the index holds train examples"}
     kind = _kind(state["index"], info.get("index"))
     updated, facts = incremental(strategy, state, kind, change, progress)
+    facts.update(method="incremental re-index", index=kind,
+                 basis=f"measured: {facts['chunks_removed']} chunks out, {facts['chunks_added']} in ({kind} index)")
+    if not getattr(change, "compare_rebuild", False):
+        return facts
     rebuilt, rebuild = full_rebuild(strategy, state, change, progress)
     queries = check_queries(artifacts.task, change)
     mine = _top_documents(updated["index"], updated, strategy.config, queries)
     theirs = _top_documents(rebuilt["index"], rebuilt, strategy.config, queries)
     agree = sum(same_retrieval(a, b) for a, b in zip(mine, theirs))
     seconds = facts["seconds"]
-    facts.update(rebuild, method="incremental re-index", index=kind, check_queries=len(queries), check_agree=agree,
-                 speedup=round(rebuild["full_rebuild_s"] / seconds, 2) if seconds > 0 else None,
-                 basis=f"measured: {facts['chunks_removed']} chunks out, {facts['chunks_added']} in ({kind} index)")
+    facts.update(rebuild, check_queries=len(queries), check_agree=agree,
+                 speedup=round(rebuild["full_rebuild_s"] / seconds, 2) if seconds > 0 else None)
     return facts

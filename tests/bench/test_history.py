@@ -77,6 +77,38 @@ def test_no_database_yet_says_so(world, capsys):
     assert "no history yet" in capsys.readouterr().out and not world.exists()
 
 
+def test_bench_history_finds_the_database_a_config_names(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv(history.ENV)
+    monkeypatch.setenv("ADAPTBENCH_CACHE", str(tmp_path / "cache"))  # the default, never the user's
+    team = tmp_path / "team" / "results.sqlite"
+    config = tmp_path / "nightly.yaml"
+    config.write_text(f"tasks: [{TASK}]\nhistory:\n  path: {team}\n")
+    runs = plant_all(tmp_path / "runs")
+    history.record_run(team, runs["run-1"])
+    assert main(["history"]) == 0  # without the config: the default file, which does not exist
+    out = " ".join(capsys.readouterr().out.split())
+    default = tmp_path / "cache" / history.FILE
+    assert f"no history yet: {default} does not exist (looked there: the default: history.sqlite in the cache " \
+           "folder ($ADAPTBENCH_CACHE))" in out
+    assert "`--config FILE` (the run config whose `history: {path: ...}` names it), `--db FILE`, or " \
+           "ADAPTBENCH_HISTORY=FILE" in out
+    assert main(["history", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "run-1" in out and "no history yet" not in out
+    monkeypatch.setenv(history.ENV, str(tmp_path / "ci.sqlite"))  # as for `bench run`, the variable wins
+    assert main(["history", "--config", str(config)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"(looked there: $ADAPTBENCH_HISTORY, which overrides history.path in {config})" in out
+
+
+def test_a_bad_history_block_in_the_config_names_its_line(world, tmp_path, capsys):
+    config = tmp_path / "nightly.yaml"
+    config.write_text("tasks: [x]\nhistory:\n  record: sometimes\n")
+    assert main(["history", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "nightly.yaml:3" in err and "record" in err and "sometimes" in err
+
+
 def _garbage(db):
     db.write_bytes(b"this is not a database at all " * 100)
 

@@ -37,6 +37,36 @@ def test_corpus_change_from_yaml_names_the_config_line(tmp_path):
     assert RunConfig(corpus_change={"squad": 0.01}).corpus_change == {"squad": 0.01}
 
 
+def test_a_task_in_the_mapping_that_the_run_lacks_is_an_error(tmp_path):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("tasks: [product-facts, squad]\nstrategies: [prompting]\ncorpus_change:\n"
+                   "  product-fact: 0.05\n")
+    with pytest.raises(BenchError) as err:
+        make_config(str(cfg))
+    text = str(err.value)
+    assert "run.yaml:4" in text and "corpus_change.product-fact" in text
+    assert "no task 'product-fact' in this run (did you mean product-facts?); its tasks: product-facts, squad" in text
+    with pytest.raises(BenchError, match=r"corpus_change\.sqaud: no task 'sqaud'"):
+        RunConfig(tasks=["squad"], strategies=["prompting"], corpus_change={"sqaud": 0.1})
+
+
+def test_a_built_in_task_left_out_by_tasks_narrowing_is_not_an_error():
+    # `bench run configs/demo.yaml --tasks squad` keeps the demo's product-facts entry.
+    cfg = RunConfig(tasks=["squad"], strategies=["prompting"], corpus_change={"squad": 0.1, "product-facts": 0.05})
+    assert cfg.corpus_change == {"squad": 0.1, "product-facts": 0.05}
+
+
+def test_a_task_spec_is_checked_by_its_name_before_any_cell_runs(tmp_path, monkeypatch):
+    # A spec path names its task only once loaded: the runner checks the mapping then.
+    monkeypatch.setattr(tasks_pkg, "load_task", lambda name, seed=0: toy_qa())  # named toy-facts
+    cfg = RunConfig(tasks=[str(tmp_path / "qa.yaml")], strategies=["prompting"], out=str(tmp_path), name="u",
+                    limit=2, latency_sample=0, corpus_change={"toy-fact": 0.25})
+    typo = r"corpus_change\.toy-fact: no task 'toy-fact' in this run \(did you mean toy-facts\?\)"
+    with pytest.raises(BenchError, match=typo):
+        Runner(cfg, log=lambda *_: None).run()
+    assert not (tmp_path / "u" / "cells.jsonl").exists() and not (tmp_path / "u" / "manifest.json").exists()
+
+
 @pytest.mark.parametrize("line, message", [
     ('{"id": "d1", "text": "new"', "malformed JSON"),
     ('{"text": "no id"}', "needs an 'id'"),
@@ -126,7 +156,7 @@ def test_each_cell_records_its_update_and_the_reports_price_it(tmp_path, monkeyp
     monkeypatch.setattr(strategies.rag, "load_embedder", lambda *a, **k: HashingEmbedder(64))
     cfg = RunConfig(tasks=["toy-qa"], strategies=["prompting", {"name": "rag", "shots": 0, "cache": False}, "trained"],
                     out=str(tmp_path), name="u", limit=2, latency_sample=0, corpus_change=0.25, refresh_per_month=8,
-                    cost={"usd_per_hour": 3600.0, "monthly_volumes": [1000]})
+                    compare_rebuild=True, cost={"usd_per_hour": 3600.0, "monthly_volumes": [1000]})
     run_dir = Runner(cfg, log=lambda *_: None).run()
     cells = {c["strategy"]: c for c in read_jsonl(run_dir / "cells.jsonl")}
     assert all(c["status"] == "ok" for c in cells.values())
@@ -147,6 +177,20 @@ def test_each_cell_records_its_update_and_the_reports_price_it(tmp_path, monkeyp
     assert by["trained"]["updates_usd_per_month"] == pytest.approx(8 * cells["trained"]["prepare_s"])
     assert by["prompting"]["updates_usd_per_month"] == 0
     assert "Keeping current" in (run_dir / "report.html").read_text()
+
+
+def test_compare_rebuild_is_off_by_default_and_a_flag_or_key_turns_it_on(tmp_path):
+    from bench.cli import _parser
+    from bench.run_flags import config_from_flags
+
+    assert RunConfig(tasks=["squad"]).compare_rebuild is False
+    with pytest.raises(BenchError, match="config.compare_rebuild: expected true or false"):
+        RunConfig(tasks=["squad"], compare_rebuild="yes")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("tasks: [product-facts]\ncorpus_change: 0.01\ncompare_rebuild: true\n")
+    assert config_from_flags(_parser().parse_args(["run", str(cfg)])).compare_rebuild is True  # no flag: the file's
+    args = _parser().parse_args(["run", "--tasks", "product-facts", "--corpus-change", "0.01", "--compare-rebuild"])
+    assert config_from_flags(args).compare_rebuild is True
 
 
 def test_the_flag_takes_a_fraction_or_a_file(tmp_path, capsys):

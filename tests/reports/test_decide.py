@@ -45,8 +45,39 @@ def test_none_meets_them_and_the_binding_constraint_is_named(tmp_path):
     # its interval's low end, where it would pass rather than be uncertain.
     low = summary.loc["lora", "score_ci_low"]
     assert f"no strategy meets the constraints; min_score binds: relaxing it to {low:.2f} would admit lora" in d.text
-    assert "relaxing min_score to" in d.text.split("would admit lora", 1)[1]  # prompting, the next one away
+    # prompting is one relaxation away too, but to 0.40 against min 0.95: out of reach, not offered.
+    assert "relaxing min_score to" not in d.text and "would admit prompting" not in d.text
     assert "failing: prompting" in d.text and "rag (score 0.90" in d.text
+
+
+def test_a_relaxation_out_of_reach_is_not_offered_the_best_value_is_named(tmp_path):
+    # A SQuAD-like task: every strategy scores near zero against min_score 0.3. Relaxing the
+    # limit to the best one's interval low end (about 0.02) would admit it: no team's option.
+    plan = {"prompting": (2, 100.0, 5.0, 0.0), "rag": (5, 150.0, 8.0, 360.0), "lora": (3, 150.0, 10.0, 3600.0)}
+    summary, d = _decide(tmp_path, {"min_score": 0.3}, plan)
+    rag = summary.loc["rag"]
+    assert d.outcome == "none" and d.binding == "min_score"
+    assert "relaxing it to" not in d.text and "would admit rag" not in d.text
+    assert (f"min_score binds, and no strategy comes near min_score 0.30: the best, rag, scores "
+            f"0.05 [{rag['score_ci_low']:.2f}, {rag['score_ci_high']:.2f}]; relaxing it alone would admit a "
+            "strategy only below 0.15, half the limit") in d.text
+    # The rule's edge: rag's interval low end just above half the limit is offered, just below is not.
+    plan = {"prompting": (20, 100.0, 5.0, 0.0), "rag": (40, 150.0, 8.0, 360.0), "lora": (30, 150.0, 10.0, 3600.0)}
+    summary, _ = _decide(tmp_path / "edge", {"min_score": 0.9}, plan)
+    low = summary.loc["rag", "score_ci_low"]
+    _, d = _decide(tmp_path / "near", {"min_score": round(low * 1.9, 3)}, plan)
+    assert f"min_score binds: relaxing it to {low:.2f} would admit rag" in d.text
+    _, d = _decide(tmp_path / "far", {"min_score": round(low * 2.1, 3)}, plan)
+    assert "relaxing it to" not in d.text and "no strategy comes near min_score" in d.text
+
+
+def test_a_latency_limit_out_of_reach_names_the_fastest(tmp_path):
+    summary, d = _decide(tmp_path, {"max_p95_ms": 40})  # the fastest, prompting, is near 100 ms
+    fastest = summary.loc["prompting"]
+    assert d.binding == "max_p95_ms" and "relaxing it to" not in d.text
+    assert ("max_p95_ms binds, and no strategy comes near max_p95_ms 40 ms: the fastest, prompting, has a p95 of "
+            f"{fastest['latency_p95_ms']:,.0f} ms [") in d.text
+    assert "relaxing it alone would admit a strategy only above 80 ms, twice the limit" in d.text
 
 
 def test_when_every_strategy_misses_two_the_one_excluding_most_binds(tmp_path):
@@ -55,7 +86,11 @@ def test_when_every_strategy_misses_two_the_one_excluding_most_binds(tmp_path):
     assert "min_score binds: it excludes 3 of 3, and every strategy misses at least two constraints" in d.text
     _, d = _decide(tmp_path / "b", {"min_score": 0.95, "max_p95_ms": 120})
     assert d.binding == "min_score"  # excludes 3; p95 excludes rag and lora, prompting misses only the score
-    assert "relaxing it to" in d.text and "admit prompting" in d.text
+    # prompting would need min_score 0.40 against 0.95: out of reach, so it is not offered; rag and
+    # lora come near the score but miss the p95 too.
+    assert "relaxing it to" not in d.text and "would admit prompting" not in d.text
+    assert ("min_score binds, and no strategy that misses only it comes near min_score 0.95: the only one, "
+            "prompting, scores 0.50 [0.40, 0.60]; relaxing it alone would admit a strategy only below 0.47") in d.text
 
 
 def test_a_constraint_met_only_at_the_point_estimate_is_uncertain(tmp_path):

@@ -76,6 +76,26 @@ def test_the_table_is_in_summary_md_report_html_and_summary_json(tmp_path):
     assert {r["strategy"] for r in doc["update_cost"]} == {"prompting", "rag", "lora", "broken"}
 
 
+def test_a_re_index_without_a_timed_rebuild_says_so(tmp_path, monkeypatch):
+    timed = ("full_rebuild_s", "check_queries", "check_agree")
+    quick = {k: v for k, v in UPDATES[("rag", 0)].items() if k not in timed}
+    monkeypatch.setitem(UPDATES, ("rag", 0), quick)
+    monkeypatch.delitem(UPDATES, ("rag", 1))
+    run = planted(tmp_path / "run")
+    frames = load_run(run)
+    rag = update_frame(frames, summarize(frames)).set_index("strategy").loc["rag"]
+    assert rag["seconds"] == pytest.approx(2.0) and rag["usd_per_update"] == pytest.approx(0.02)
+    assert rag["check"] is None and rag["full_rebuild_s"] != rag["full_rebuild_s"]  # NaN: not timed
+    render_run(run)
+    md = (run / "summary.md").read_text()
+    assert "| rag | incremental re-index | 2 | $0.0200 |" in md
+    assert "- rag: 3 chunks out, 4 in (flat index); full rebuild not timed (\\`compare\\_rebuild: true\\`" in md
+    assert "full rebuild not timed" in (run / "report.html").read_text()
+    assert "nan" not in md.lower()
+    doc = json.loads((run / "summary.json").read_text())
+    assert next(r for r in doc["update_cost"] if r["strategy"] == "rag")["full_rebuild_s"] is None
+
+
 def test_a_run_without_a_corpus_change_has_no_table(tmp_path):
     store = RunStore(tmp_path / "plain")
     cell = cell_id("kb", "rag", MODEL, 0)

@@ -1,9 +1,13 @@
 """RAG's incremental re-index: the same retrieval as a full rebuild, and faster on a small change."""
 import random
+from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
 
-from bench.updates import DocChange, apply_changes, rewrite_share
+import strategies.index_update
+
+from bench.updates import DocChange, apply_changes, measure_cell, rewrite_share
 from fakes import FakeHandle, HashingEmbedder
 from strategies.base import Budget
 from strategies.index_update import _top_documents, full_rebuild, incremental, same_retrieval, update_index
@@ -80,7 +84,7 @@ def test_the_hook_checks_against_a_rebuild_and_a_second_update_goes_on_from_the_
     task = corpus_task(200)
     strategy, artifacts = prepared(task, "flat")
     change, _, _ = planted_change(task)
-    facts = update_index(strategy, artifacts, change)
+    facts = update_index(strategy, artifacts, replace(change, compare_rebuild=True))
     assert facts["check_queries"] == 8 and facts["check_agree"] == 8
     assert facts["method"] == "incremental re-index" and facts["full_rebuild_chunks"] == len(change.documents)
     # Editing an already-updated corpus again: only the live chunks of the edited documents leave.
@@ -94,6 +98,27 @@ def test_the_hook_checks_against_a_rebuild_and_a_second_update_goes_on_from_the_
     assert all(same_retrieval(a, b) for a, b in zip(mine, _top_documents(rebuilt["index"], rebuilt, strategy.config,
                                                                          queries)))
     assert mine[0][0][0] == "doc10"
+
+
+def test_without_compare_rebuild_only_the_incremental_update_is_timed(monkeypatch):
+    task = corpus_task(200)
+    strategy, artifacts = prepared(task, "flat")
+    change, _, _ = planted_change(task)
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("a full rebuild was run")
+
+    monkeypatch.setattr(strategies.index_update, "full_rebuild", no_rebuild)
+    # As a cell measures it: the run's config decides (compare_rebuild is off by default).
+    config = SimpleNamespace(corpus_change=0.05, data_seed=0)
+    facts = measure_cell(config, SimpleNamespace(strategy=SimpleNamespace(name="rag")), task, strategy, artifacts, {})
+    assert "error" not in facts, facts
+    assert facts["method"] == "incremental re-index" and facts["seconds"] > 0 and facts["docs_edited"] == 10
+    assert facts["chunks_removed"] == facts["chunks_added"] == 10
+    assert not {"full_rebuild_s", "check_queries", "speedup"} & set(facts)
+    config.compare_rebuild = True
+    facts = measure_cell(config, SimpleNamespace(strategy=SimpleNamespace(name="rag")), task, strategy, artifacts, {})
+    assert facts["error"] == "AssertionError: a full rebuild was run"  # asked for: the rebuild runs
 
 
 def test_hybrid_retrieval_gets_its_lexical_index_rebuilt_over_the_rows():
@@ -114,7 +139,7 @@ def test_one_percent_of_ten_thousand_documents_reindexes_much_faster_than_a_rebu
     strategy, artifacts = prepared(task, "flat")
     change = rewrite_share(task.corpus, 0.01, seed=0)
     assert len(change.edited) == 100
-    facts = update_index(strategy, artifacts, change)
+    facts = update_index(strategy, artifacts, replace(change, compare_rebuild=True))
     ratio = facts["full_rebuild_s"] / facts["seconds"]
     print(f"\nhashing embedder, 10,000 docs, 1% edited: incremental {facts['seconds']:.3f}s "
           f"(+ one-off ID map {facts['convert_s']:.3f}s), full rebuild {facts['full_rebuild_s']:.3f}s, {ratio:.1f}x")
