@@ -120,3 +120,19 @@ def test_packed_scoring_equals_the_padded_one_pass(tiny, monkeypatch, with_prefi
     padded = scored(dataclasses.replace(tiny, pack_prompts=False), prompts, choices, batch_size=6)
     torch.testing.assert_close(got, padded, rtol=0, atol=1e-4)
     torch.testing.assert_close(got, reference(tiny, prompts, choices), rtol=0, atol=1e-4)
+
+
+def test_packed_scoring_with_eager_attention_takes_an_additive_mask():
+    import dataclasses
+
+    from fakes import tiny_handle
+
+    lm = tiny_handle(seed=11)
+    lm.model.set_attn_implementation("eager")
+    assert lm.model.config._attn_implementation == "eager"
+    one = words(lm, 1)
+    choices = [one[0], one[1] + " " + one[2]]
+    got = scored(lm, PROMPTS, choices, batch_size=6)
+    torch.testing.assert_close(got, scored(dataclasses.replace(lm, pack_prompts=False), PROMPTS, choices, batch_size=6),
+                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(got, reference(lm, PROMPTS, choices), rtol=0, atol=1e-4)
