@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field, is_dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.cache import PredictionCache, code_version, content_key, prediction_from
@@ -156,28 +157,64 @@ def predict_cell(predictor: CellPredictor, examples: Sequence[Any], score: Calla
 
 
 # -- glue for `bench.execute` ----------------------------------------------------------
+def prepare_context(definition, strategy, spec, task, handle) -> str:
+    """The key of a cell's prepared artifacts (the cache's, and its run-folder checkpoint's)."""
+    from bench import prepared
+
+    return prepared.context_key(definition, prepare_config(definition, strategy, spec.strategy.options),
+                                handle.fingerprint, task.fingerprint(), spec.seed, spec.train_limit,
+                                str(handle.device), _backend_code(handle))
+
+
 def prepare_cell(channel, cfg, spec, task, strategy, handle, budget) -> tuple[Any, dict]:
     """`strategy.prepare`, or its cached result. The facts say whether it was cached;
-    `prepare_s` is then the original training time, never the time of the hit."""
+    `prepare_s` is then the original training time, never the time of the hit. A
+    strategy that declares how its artifacts are saved gets them written to
+    `budget.workdir/prepared/` whatever the cache setting (`written`: their facts and
+    hashes), the folder its run-folder checkpoint names (bench/checkpoint.py)."""
     from bench import prepared
     from strategies import definition as definition_of
 
-    entry, seed = spec.strategy, spec.seed
-    definition = definition_of(entry.name)
-    key = None
-    if getattr(cfg, "cache", True):
-        key = prepared.prepare_key(definition, prepare_config(definition, strategy, entry.options),
-                                   handle.fingerprint, task.fingerprint(), seed, spec.train_limit,
-                                   str(handle.device), _backend_code(handle))
-        hit = prepared.load(key, definition, task, handle, budget.workdir) if key else None
-        if hit is not None:
-            return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False}
+    definition = definition_of(spec.strategy.name)
+    key = prepare_context(definition, strategy, spec, task, handle)
+    stores = definition.artifacts is not None
+    folder = Path(budget.workdir) / "prepared" if stores and budget.workdir is not None else None
+    cache = stores and getattr(cfg, "cache", True)
+    if cache:
+        hit = prepared.load(key, definition, task, handle, budget.workdir)
+        if hit is not None:  # `load` copied the entry into `folder`
+            return hit[0], {"prepare_cached": True, "prepare_s": hit[1], "prepare_key": key, "saved": False,
+                            "prepare_from": "cache", "written": hit[2] if folder is not None else None}
     channel.event("prepare", cell=spec.cell)
     t0 = time.perf_counter()
     artifacts = strategy.prepare(task, handle, budget)  # a NaN loss raises here: nothing is cached
     seconds = time.perf_counter() - t0
-    saved = bool(key) and prepared.save(key, definition, artifacts, seconds) is not None
-    return artifacts, {"prepare_cached": False, "prepare_s": seconds, "prepare_key": key, "saved": saved}
+    written, notes = None, []
+    if folder is not None:
+        try:
+            written = prepared.write(definition, artifacts, folder)
+        except Exception as exc:  # noqa: BLE001 (a checkpoint that cannot be written must not fail the cell)
+            notes.append(f"prepared artifacts not checkpointed in the run folder: {type(exc).__name__}: {exc}")
+    saved = cache and prepared.save(key, definition, artifacts, seconds,
+                                    (folder, written) if written else None) is not None
+    return artifacts, {"prepare_cached": False, "prepare_s": seconds, "prepare_key": key, "saved": saved,
+                       "prepare_from": "computed", "written": written, "notes": notes}
+
+
+def prediction_digest(cfg, spec, task, strategy, handle) -> str:
+    """The prediction context of a cell: its rows, checkpointed or cached, count only under it."""
+    from strategies import definition as definition_of
+
+    definition = definition_of(spec.strategy.name)
+    config = strategy_config(strategy, dict(spec.strategy.options))
+    return prediction_key(definition, config, handle, task.fingerprint(), spec.seed, spec.train_limit,
+                          cfg.batch_size)
+
+
+def resumable(stored: list[dict], digest: str, examples) -> dict[str, dict]:
+    """example id -> a stored row of this prediction context, for the examples asked."""
+    ids = {ex.id for ex in examples}
+    return {r["example_id"]: r for r in stored if r.get("pred_digest") == digest and r.get("example_id") in ids}
 
 
 def predict_rows(channel, cfg, spec, task, strategy, artifacts, handle, examples, stored: list[dict],
@@ -188,11 +225,8 @@ def predict_rows(channel, cfg, spec, task, strategy, artifacts, handle, examples
 
     entry, cell = spec.strategy, spec.cell
     definition = definition_of(entry.name)
-    config = strategy_config(strategy, dict(entry.options))
-    digest = prediction_key(definition, config, handle, task.fingerprint(), spec.seed, spec.train_limit,
-                            cfg.batch_size)
-    ids = {ex.id for ex in examples}
-    done = {r["example_id"]: r for r in stored if r.get("pred_digest") == digest and r.get("example_id") in ids}
+    digest = prediction_digest(cfg, spec, task, strategy, handle)
+    done = resumable(stored, digest, examples)
     cache = PredictionCache(digest) if getattr(cfg, "cache", True) else None
     stats = PredictStats()
     predictor = CellPredictor(strategy, artifacts, definition, dict(entry.options), stats)

@@ -1,4 +1,4 @@
-"""Running one cell from its spec: `execute(spec, worker, channel, stored) -> CellResult`.
+"""Running one cell from its spec: `execute(spec, worker, channel, checkpoint) -> CellResult`.
 
 A `Worker` holds what cells share and loads each once: the tasks, the model (one at
 a time: cells arrive grouped by model), the strategy objects. It writes nothing to
@@ -6,6 +6,9 @@ the run folder; what a cell produces travels through a `Channel`:
 - `event(name, **fields)`: an audit line (a prepare, a predict chunk) for events.jsonl;
 - `chunk(cell, rows)`: the scored rows of one checkpoint chunk, so a worker that dies
   loses at most the chunk it was computing;
+- `prepared(cell, ref, folder)`: right after `prepare`, what it made (its facts, and
+  the folder its artifacts were saved to), so a run killed before the cell's record
+  does not prepare it again (bench/checkpoint.py);
 and, at the end, the returned `CellResult` (record, rows, artifacts). The executor's
 driver hands both to the `ResultSink`, the only writer of the run folder.
 
@@ -24,7 +27,7 @@ import socket
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Callable, Protocol
 
 from bench.errors import BenchError
 from bench.grid import CellSpec
@@ -39,6 +42,8 @@ class Channel(Protocol):
     def event(self, name: str, **fields: Any) -> None: ...
 
     def chunk(self, cell: str, rows: list[dict]) -> None: ...
+
+    def prepared(self, cell: str, ref: dict, folder: Path | None) -> None: ...
 
 
 @dataclass
@@ -185,7 +190,7 @@ class Started:
     record: dict[str, Any]
     rows: list[dict[str, Any]]
     workdir: Path
-    prep: dict[str, Any]
+    prep: dict[str, Any]  # how the artifacts came (bench/checkpoint.py), their `info` among it
 
 
 def _failed(spec: CellSpec, record: dict[str, Any], exc: BaseException, prep: dict | None, worker) -> CellResult:
@@ -199,9 +204,12 @@ def _failed(spec: CellSpec, record: dict[str, Any], exc: BaseException, prep: di
     return CellResult(spec.cell, record)
 
 
-def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dict] = ()) -> Started | CellResult:
-    """Prepare, warm up, predict and score one cell (resuming from `stored` rows)."""
-    from bench.cells import predict_rows, prepare_cell
+def start(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> Started | CellResult:
+    """Prepare, warm up, predict and score one cell, resuming from its `checkpoint` in
+    the run folder (a `bench.checkpoint.Checkpoint`): a cell whose rows are all there
+    is not predicted, and its artifacts are loaded only if something needs them."""
+    from bench.cells import prediction_digest, predict_rows, resumable
+    from bench.checkpoint import Checkpoint, resume_or_prepare
     from bench.jsonl import DiskFullError
     from bench.latency import warm_up
     from bench.resources import EnergyMeter, PeakMemory, Stopwatch
@@ -212,6 +220,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dic
                               "backend": _backend(spec.model), "seed": spec.seed, "metric": None, "n": None, "device": None, "started_at": now(),
                               "error": None, "info": {}}
     prep: dict[str, Any] = {}
+    ckpt = checkpoint if checkpoint is not None else Checkpoint()
     try:
         task = worker.task(spec)
         handle = worker.model(spec.model)
@@ -226,30 +235,38 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dic
                         batch_size=cfg.batch_size, progress=worker.open_bar, cache=getattr(cfg, "cache", True))
         worker.log(f"[bold]{task.name}[/] x [bold]{label}[/] x {model_name} (seed {spec.seed}): "
                    f"{len(examples)} test examples")
+        left = len(examples) - len(resumable(ckpt.rows, prediction_digest(cfg, spec, task, strategy, handle),
+                                             examples))
+        # The probes and a corpus change's update run the strategy on its artifacts.
+        needed = bool(left) or cfg.latency_sample > 0 or getattr(cfg, "corpus_change", None) is not None
         with PeakMemory() as mem_prepare, Stopwatch():
-            artifacts, prep = prepare_cell(channel, cfg, spec, task, strategy, handle, budget)
-        # Warm-up first, so the timed pass does not pay for first-call costs.
-        warm_up(strategy, artifacts, examples, cfg.warmup)
+            artifacts, prep = resume_or_prepare(channel, cfg, spec, task, strategy, handle, budget, ckpt, needed)
+        if left:  # warm-up first, so the timed pass does not pay for first-call costs
+            warm_up(strategy, artifacts, examples, cfg.warmup)
         with PeakMemory() as mem_predict, EnergyMeter(handle.device) as energy:
             with open_bar(f"{task.name}/{label}: predict", len(examples)) as bar:
                 rows, pstats, digest = predict_rows(
-                    channel, cfg, spec, task, strategy, artifacts, handle, examples, list(stored),
+                    channel, cfg, spec, task, strategy, artifacts, handle, examples, list(ckpt.rows),
                     lambda exs, preds: score_rows(cell, task, label, model_name, spec.seed, exs, preds),
                     progress=bar.advance)
         record["energy_j"] = energy.joules
         # Cached work reports the seconds it took when computed, never the hit's.
-        record.update(prepare_cached=prep["prepare_cached"], resumed_n=pstats.resumed_n, cached_n=pstats.cached_n,
+        record.update(prepare_cached=prep["prepare_cached"], prepare_from=prep["prepare_from"],
+                      resumed_n=pstats.resumed_n, cached_n=pstats.cached_n,
                       computed_n=pstats.computed_n, truncated_n=sum(bool(r.get("truncated")) for r in rows),
                       pred_digest=digest, predict_oom_retries=pstats.oom_retries,
-                      predict_batch_size_used=pstats.batch_size_used, notes=pstats.notes,
+                      predict_batch_size_used=pstats.batch_size_used, notes=[*prep["notes"], *pstats.notes],
                       scoring="/".join(sorted({str(r.get("scoring")) for r in rows if r.get("scoring")})) or None,
                       prepare_s=prep["prepare_s"], predict_s=pstats.predict_s,
                       peak_memory_mb=max(mem_prepare.rss_mb, mem_predict.rss_mb),
                       peak_memory_prepare_mb=mem_prepare.rss_mb, peak_memory_predict_mb=mem_predict.rss_mb,
                       peak_gpu_memory_mb=max(filter(None, [mem_prepare.gpu_mb, mem_predict.gpu_mb]), default=None))
-        if pstats.resumed_n or pstats.cached_n or prep["prepare_cached"]:
-            worker.log(f"  reused: {pstats.resumed_n} checkpointed, {pstats.cached_n} cached rows"
-                       f"{', cached adapter' if prep['prepare_cached'] else ''}")
+        if pstats.resumed_n or pstats.cached_n or prep["prepare_from"] != "computed":
+            worker.log(f"  reused: {pstats.resumed_n} checkpointed, {pstats.cached_n} cached rows; "
+                       f"prepared artifacts: {prep['prepare_from']}")
+        for note in prep["notes"]:
+            if note not in ckpt.notes:  # the sink reported those when it read the checkpoint
+                worker.log(f"[yellow]  {note}[/]")
         return Started(spec, task, strategy, artifacts, list(examples), record, rows, workdir, prep)
     except (KeyboardInterrupt, DiskFullError):
         raise  # a full disk fails every later write too: stop, keeping what is stored
@@ -292,7 +309,8 @@ def complete(item: Started | CellResult, worker: Worker) -> CellResult:
     if isinstance(item, CellResult):
         return item
     rec, rows = item.record, item.rows
-    rec.update(status="ok", info=dict(item.artifacts.info))
+    # No artifacts: a checkpointed cell that nothing needed them for; its facts are the checkpoint's.
+    rec.update(status="ok", info=dict(item.artifacts.info if item.artifacts is not None else item.prep["info"]))
     if getattr(worker.config, "corpus_change", None) is not None:  # after predicting: scores use the old corpus
         from bench.updates import describe, measure_cell
 
@@ -309,9 +327,9 @@ def complete(item: Started | CellResult, worker: Worker) -> CellResult:
     return CellResult(item.spec.cell, rec, rows, artifact_dir=str(item.workdir))
 
 
-def execute(spec: CellSpec, worker: Worker, channel: Channel, stored: Iterable[dict] = ()) -> CellResult:
+def execute(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> CellResult:
     """One cell, start to end."""
-    begun = start(spec, worker, channel, stored)
+    begun = start(spec, worker, channel, checkpoint)
     if isinstance(begun, CellResult):
         return begun
     (probed,) = probe_cells([begun], worker)

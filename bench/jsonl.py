@@ -195,6 +195,7 @@ class ReadResult:
     unverified: int = 0  # lines without a checksum, used as they are
     unsigned: int = 0  # checksum fine, but not signed by this user's key (another machine's, or stripped)
     bad_cells: dict[str, int] = field(default_factory=dict)  # damaged lines per cell id, where still legible
+    bad_lines: list[int] = field(default_factory=list)  # their line numbers (1-based), so a reader can name them
 
 
 _CELL = re.compile(r'"cell":\s*"((?:[^"\\]|\\.)*)"')
@@ -218,13 +219,14 @@ def read(path: Path | str) -> ReadResult:
         return out
     key = integrity_key()
     with open(path, "rb") as fh:
-        for raw in fh:
+        for number, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
             text = raw.decode("utf-8", errors="replace")
             record, state = decode(text, key) if "\ufffd" not in text or _utf8(raw) else (None, "bad")
             if record is None:
                 out.bad += 1
+                out.bad_lines.append(number)
                 cell = _cell_of(text)
                 if cell is not None:
                     out.bad_cells[cell] = out.bad_cells.get(cell, 0) + 1

@@ -43,6 +43,14 @@ def prepare_key(definition, config: dict[str, Any], model_fingerprint: str, task
     `backend_code`: the backend's own modules (bench/cells.py `_backend_code`)."""
     if definition.artifacts is None:
         return None
+    return context_key(definition, config, model_fingerprint, task_fingerprint, seed, train_limit, device,
+                       backend_code)
+
+
+def context_key(definition, config: dict[str, Any], model_fingerprint: str, task_fingerprint: str,
+                seed: int, train_limit: int | None, device: str, backend_code: tuple[str, ...] = ()) -> str:
+    """What `prepare_key` hashes, for every strategy: a run folder's prepare checkpoint
+    (bench/checkpoint.py) is trusted only under the same key."""
     modules = (*definition.code, *backend_code)
     return content_key({"kind": "prepare", "strategy": definition.name, "config": config,
                         "model": model_fingerprint, "task": task_fingerprint, "seed": seed,
@@ -61,17 +69,49 @@ def _hashes(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): _sha(p) for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def save(key: str, definition, artifacts, prepare_s: float) -> Path | None:
-    """Store freshly prepared artifacts through the strategy's own `save`."""
+def problems(folder: Path, recorded: dict[str, str]) -> list[str]:
+    """How `folder` differs from the sha256 `recorded` for it (missing, extra, changed
+    or pickle files); empty when it is whole."""
+    folder = Path(folder)
+    found = _hashes(folder) if folder.is_dir() else {}
+    out = [f"{name} is missing" for name in sorted(set(recorded) - set(found))]
+    out += [f"{name} was not written by prepare" for name in sorted(set(found) - set(recorded))]
+    out += [f"{name} changed (sha256 differs)" for name in sorted(set(found) & set(recorded))
+            if found[name] != recorded[name]]
+    out += [f"{name} is a pickle file" for name in sorted(found) if Path(name).suffix.lower() in PICKLE_SUFFIXES]
+    return out
+
+
+def write(definition, artifacts, folder: Path) -> dict[str, Any]:
+    """The strategy's own `save` into `folder` (made empty first); returns the facts
+    `artifacts.load` needs and the sha256 of every file written."""
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        facts = definition.artifacts.save(artifacts, folder)
+        refuse_pickles(folder, f"{definition.name} artifacts")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)  # never half a folder that looks saved
+        raise
+    return {"facts": facts, "sha256": _hashes(folder)}
+
+
+def save(key: str, definition, artifacts, prepare_s: float, written: tuple[Path, dict] | None = None) -> Path | None:
+    """Store freshly prepared artifacts through the strategy's own `save`, or copy
+    `written` (a folder `write` filled, and what it returned) instead of saving twice."""
     if definition.artifacts is None:
         return None
     target = cache_dir(KIND) / key
     tmp = target.with_name(f"{key}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
+    tmp.mkdir(parents=True)
     try:
-        facts = definition.artifacts.save(artifacts, tmp / "data")
-        refuse_pickles(tmp / "data", f"{definition.name} artifacts")
+        if written is not None:
+            shutil.copytree(written[0], tmp / "data")
+            facts = written[1]["facts"]
+        else:
+            facts = write(definition, artifacts, tmp / "data")["facts"]
         meta = {"info": dict(artifacts.info), "prepare_s": prepare_s, "strategy": artifacts.strategy,
                 "facts": facts, "sha256": _hashes(tmp / "data")}
         (tmp / "meta.json").write_text(json.dumps(meta, default=str))
@@ -88,8 +128,9 @@ def evict(key: str) -> None:
 
 
 def load(key: str, definition, task, handle, workdir: Path | None):
-    """(Artifacts, original prepare seconds) from the cache, or None on a miss. A
-    damaged entry (bad JSON, a missing, extra or changed file) is removed and counts as a miss."""
+    """(Artifacts, original prepare seconds, {"facts", "sha256"}) from the cache, or None
+    on a miss. A damaged entry (bad JSON, a missing, extra or changed file) is removed
+    and counts as a miss."""
     folder = cache_dir(KIND) / key
     if not (folder / "meta.json").is_file():
         return None
@@ -110,4 +151,5 @@ def load(key: str, definition, task, handle, workdir: Path | None):
         shutil.copytree(folder / "data", dest)
         info["saved_path"] = str(dest)
     touch(folder)
-    return replace(artifacts, info={**artifacts.info, **info}), float(meta["prepare_s"])
+    written = {"facts": meta.get("facts") or {}, "sha256": recorded}
+    return replace(artifacts, info={**artifacts.info, **info}), float(meta["prepare_s"]), written

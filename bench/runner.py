@@ -6,7 +6,9 @@ opens the manifest (merged with what other processes wrote to the folder), and
 gives the cells to the configured executor (`local`, or `ray`); the `ResultSink` is
 the only writer of the run folder. A failing cell is recorded with its error and
 the run goes on; cells already recorded as ok are skipped, so re-running the same
-config (or `--resume`, on either executor) continues where it stopped.
+config (or `--resume`, on either executor) continues where it stopped: an
+unfinished cell's checkpoint (its rows and prepared artifacts, bench/checkpoint.py)
+is taken up, not computed again.
 
 When the executors return, `unfinished` lists this grid's cells without a record
 (for example skipped because another process is running them): the run folder is
@@ -78,7 +80,10 @@ class Runner:
         self.sink.done_cells()  # reads the folder: counts damaged lines
         damaged = dict(self.store.damaged)
         for name, bad in damaged.items():
-            self.log(f"[yellow]{name}: {bad} damaged line(s) skipped; their work is computed again[/]")
+            lines = self.store.damaged_lines.get(str(self.store.root / name), [])
+            where = f" (line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:20]))})" if lines else ""
+            self.log(f"[yellow]{self.store.root / name}: {bad} damaged line(s){where} skipped; their work is "
+                     "computed again[/]")
         loaded = [(entry, tasks_pkg.load_task(entry, seed=cfg.data_seed)) for entry in cfg.tasks]
         for _, task in loaded:
             if len(task.test) < 2:  # one example gives a score without any spread: never a silent result

@@ -1,14 +1,16 @@
 """`ResultSink`: the only writer of a run folder (rows, cells, events, checkpoints,
 artifacts, manifest), run by the driver whichever executor runs the cells.
 
-Workers send what a cell produces (events, checkpoint chunks, the final
-`CellResult`); the sink appends it through `RunStore` (checksummed lines under a
-lock). Several driver processes may share one folder (`--name` with different
-`--tasks`): cells are claimed with a file lock, and the manifest is *merged* under
-a lock on every write, never rewritten from one process's view: a section that maps
-names to facts (models, tasks, artifacts, cells, executors) keeps the entries of
-every process, the grid is the union of every process's cells, and `finished_at` is
-stamped only when every cell of that union is finished.
+Workers send what a cell produces (events, checkpoint chunks, its prepared
+artifacts as soon as `prepare` returns, the final `CellResult`); the sink appends
+it through `RunStore` (checksummed lines under a lock), and hands an unfinished
+cell's checkpoint back on resume (`checkpoint`, bench/checkpoint.py). Several
+driver processes may share one folder (`--name` with different `--tasks`): cells
+are claimed with a file lock, and the manifest is *merged* under a lock on every
+write, never rewritten from one process's view: a section that maps names to facts
+(models, tasks, artifacts, cells, executors) keeps the entries of every process,
+the grid is the union of every process's cells, and `finished_at` is stamped only
+when every cell of that union is finished.
 """
 from __future__ import annotations
 
@@ -50,9 +52,26 @@ class ResultSink:
         failed = {c["cell"] for c in self.store.read_cells() if c.get("status") == "failed"}
         return self.done_cells() | failed
 
-    def stored_rows(self, cell: str) -> list[dict[str, Any]]:
-        """The cell's rows in rows.jsonl and its checkpoint: what a worker need not redo."""
-        return [r for r in self.store.read_rows() if r.get("cell") == cell] + self.store.read_partial(cell)
+    def checkpoint(self, cell: str):
+        """What the folder holds of an unfinished cell (bench/checkpoint.py): its rows in
+        rows.jsonl and partial.jsonl, and the last verified reference to its prepared
+        artifacts. Each damaged line is reported by file and line, and never used."""
+        from bench.checkpoint import FOLDER, Checkpoint
+
+        rows = [r for r in self.store.read_rows() if r.get("cell") == cell] + self.store.read_partial(cell)
+        refs = [r for r in self.store.read_prepared(cell) if r.get("cell") == cell]
+        notes = []
+        for path, redo in ((self.store.partial_path(cell), "their examples are predicted again"),
+                           (self.store.prepared_path(cell), "the cell prepares again unless an intact line remains")):
+            lines = self.store.damaged_lines.pop(str(path), [])  # reported once per read
+            if lines:
+                notes.append(f"{path} line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))}: damaged "
+                             f"checkpoint (torn by a kill, or altered), skipped; {redo}")
+                self.log(f"[yellow]{notes[-1]}[/]")
+        ref = refs[-1] if refs else None
+        # The folder is always the cell's own: a line cannot point a worker elsewhere.
+        folder = str(self.artifacts_dir(cell) / FOLDER) if ref is not None and ref.get("folder") == FOLDER else None
+        return Checkpoint(rows=rows, prepared=ref, folder=folder, notes=notes)
 
     @contextlib.contextmanager
     def claim(self, cell: str) -> Iterator[bool]:
@@ -70,6 +89,39 @@ class ResultSink:
     def chunk(self, cell: str, rows: list[dict]) -> None:
         self.store.append_partial(cell, rows)
 
+    def prepared(self, cell: str, ref: dict, folder: str | Path | None = None,
+                 files: dict[str, bytes] | None = None) -> None:
+        """A cell's prepare checkpoint: its artifacts into RUN/artifacts/<cell>/prepared/
+        (copied from `folder`, a worker's or a shared path, or written from `files`
+        sent by a remote worker), then the line naming them. The line comes last and
+        only for a whole copy, so it never names half a folder."""
+        from bench import prepared
+        from bench.checkpoint import FOLDER
+
+        ref = dict(ref)
+        target = self.artifacts_dir(cell) / FOLDER
+        if ref.get("sha256"):
+            placed = True
+            if files is not None:
+                shutil.rmtree(target, ignore_errors=True)
+                for rel, data in files.items():
+                    path = (target / rel).resolve()
+                    if target.resolve() not in path.parents:
+                        continue  # a name that would leave the folder is dropped (and the check below fails)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+            elif folder is not None and Path(folder).resolve() != target.resolve():
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(folder, target)
+            else:
+                placed = False  # the worker saved them here itself (this machine's run folder)
+            problems = prepared.problems(target, dict(ref["sha256"])) if placed else []
+            if problems:
+                self.log(f"[yellow]{cell}: its prepared artifacts arrived damaged ({'; '.join(problems[:3])}); "
+                         "not checkpointed[/]")
+                return
+        self.store.append_prepared(cell, ref)
+
     # -- a finished cell -----------------------------------------------------------------
     def record(self, result, spec=None) -> None:
         """Rows, then the cell record (its secrets masked), then its artifacts in the
@@ -86,6 +138,7 @@ class ResultSink:
         self.store.append_cell(redact(record))  # an error message may echo a token
         if result.ok:
             self.store.clear_partial(result.cell)
+            self.store.clear_prepared(result.cell)  # prepared/ stays: the cell's artifacts
         info = record.get("info") or {}
         hashes = {k: v for k, v in info.items() if k.endswith("_sha256") and isinstance(v, str)}
         paths = {k: v for k, v in info.items() if k.endswith("_path") and isinstance(v, str)}

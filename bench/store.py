@@ -5,8 +5,9 @@ Layout of `RUN/`:
 - `cells.jsonl`: one JSON object per finished (or failed) cell, fields `CELL_FIELDS`,
   with `info` holding the strategy's facts (loss curve, index type, demo ids...);
 - `manifest.json`, `summary.csv`, `summary.md`, `report.html`: written from the above;
-- `artifacts/<cell>/`: what `prepare` saved (a LoRA adapter, for example), and
-  `partial.jsonl`, the scored rows of an unfinished cell, checkpointed per chunk;
+- `artifacts/<cell>/`: what `prepare` saved (a LoRA adapter, for example), and an
+  unfinished cell's checkpoint (bench/checkpoint.py): `partial.jsonl`, its scored
+  rows per chunk, and `prepared.jsonl`, a reference to its prepared artifacts;
 - `events.jsonl`: what each process started (prepare, predict chunks), for audits.
 Appends go through `bench.jsonl`: checksummed lines under an fcntl lock, all or
 nothing, so a crash or a full disk loses at most the records being written, and a
@@ -52,6 +53,7 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         # file -> damaged lines skipped by the last read of it (reported, their work redone)
         self.damaged: dict[str, int] = {}
+        self.damaged_lines: dict[str, list[int]] = {}  # full path -> the damaged lines' numbers (1-based)
 
     @property
     def rows_path(self) -> Path:
@@ -94,6 +96,19 @@ class RunStore:
     def clear_partial(self, cell: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.partial_path(cell))
+
+    def prepared_path(self, cell: str) -> Path:
+        return self.artifacts_dir(cell) / "prepared.jsonl"
+
+    def append_prepared(self, cell: str, ref: dict[str, Any]) -> None:
+        self._append(self.prepared_path(cell), [ref])
+
+    def read_prepared(self, cell: str) -> list[dict[str, Any]]:
+        return self._read(self.prepared_path(cell), f"prepared artifacts of {cell}")
+
+    def clear_prepared(self, cell: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.prepared_path(cell))
 
     @contextlib.contextmanager
     def claim(self, cell: str) -> Iterator[bool]:
@@ -142,6 +157,7 @@ class RunStore:
         result = jsonl.read(path)
         if result.bad:
             self.damaged[path.name if path.parent == self.root else what] = result.bad
+            self.damaged_lines[str(path)] = list(result.bad_lines)
         return result.records
 
     def read_rows(self) -> list[dict[str, Any]]:

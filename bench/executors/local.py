@@ -4,8 +4,11 @@ The model is loaded once per model entry and only if one of its cells is left to
 Cells of one task x model form a latency group: when `bench.latency.probe_group`
 exists, the group's cells are all prepared and predicted first, then their batch-1
 probes run round-robin on the same queries, and only then are they recorded (their
-artifacts stay alive until probed; their rows are checkpointed meanwhile). Without
-it, each cell is probed right after its own predictions.
+artifacts stay alive until probed). Meanwhile the run folder holds each cell's
+checkpoint, through the sink: its rows per chunk and its prepared artifacts as soon
+as `prepare` returns (bench/checkpoint.py), so a run killed mid group resumes with
+those cells only probed, never prepared or predicted again. Without the group hook,
+each cell is probed right after its own predictions.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ class LocalExecutor:
                     continue
                 if spec.cell in sink.done_cells():  # finished by another process meanwhile
                     continue
-                begun = start(spec, worker, sink, sink.stored_rows(spec.cell))
+                begun = start(spec, worker, sink, sink.checkpoint(spec.cell))
                 started.append((spec, begun))
             probed = iter(probe_cells([b for _, b in started if isinstance(b, Started)], worker))
             for spec, begun in started:

@@ -4,9 +4,12 @@
   after cell of that model (`bench.execute` inside the actor, as in `local`). An
   actor reserves the largest resources its cells ask for (`CellSpec.resources`:
   `num_gpus` only where the cluster has GPUs), so the pool size follows what fits.
-- `run_cell` is a Ray generator: each checkpoint chunk's rows and each event stream
-  to the driver as they happen, and the sink writes them, so a worker that dies loses
-  at most the chunk it was computing. A cell whose worker died is retried on a fresh
+- `run_cell` is a Ray generator: each checkpoint chunk's rows, the prepared
+  artifacts (right after `prepare`) and each event stream to the driver as they
+  happen, and the sink writes them, so a worker that dies loses at most the chunk it
+  was computing, and a resumed cell is neither prepared nor predicted again (the
+  worker gets the cell's `Checkpoint`; it loads the artifacts from the driver's run
+  folder where it can read it, else prepares again). A cell whose worker died is retried on a fresh
   actor (resuming from the stored chunks) up to `max_retries` times, then recorded
   failed with the reason. An error inside a cell is an ordinary failed cell (no retry).
 - Artifacts come back as bytes into RUN/artifacts/<cell>/ (or stay on `artifacts_path`,
@@ -216,7 +219,7 @@ class _Pool:
                             claim.release()
                             continue
                         actor = idle.pop()
-                        gen = actor.run_cell.remote(spec.to_dict(), self.sink.stored_rows(spec.cell))
+                        gen = actor.run_cell.remote(spec.to_dict(), self.sink.checkpoint(spec.cell))
                         inflight[gen] = (actor, spec, attempt, claim)
                     if not inflight:
                         continue
@@ -247,6 +250,8 @@ class _Pool:
             self.sink.event(message[1], **message[2])
         elif kind == "chunk":
             self.sink.chunk(spec.cell, message[1])
+        elif kind == "prepared":
+            self.sink.prepared(spec.cell, message[1], folder=message[3], files=message[2])
         elif kind == "done":
             del inflight[gen]
             result = message[1]
