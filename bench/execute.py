@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol
 
 from bench.errors import BenchError
 from bench.grid import CellSpec
+from bench.resources import release_memory
 
 
 def now() -> str:
@@ -321,8 +322,8 @@ def complete(item: Started | CellResult, worker: Worker) -> CellResult:
     mean = sum(r["score"] for r in rows) / len(rows)
     worker.log(f"  {item.task.metric} {mean:.3f}, prepare {rec['prepare_s']:.1f}s, predict {rec['predict_s']:.1f}s")
     finish_cell(worker.config, rows, rec["pred_digest"])
-    item.artifacts = None  # frees a LoRA copy of the model before the next cell
-    gc.collect()
+    item.artifacts = None  # frees the cell's adapter (and any private copy) before the next cell
+    release_memory()  # and hands the freed heap back: RSS does not keep the largest cell's working set
     return CellResult(item.spec.cell, rec, rows, artifact_dir=str(item.workdir))
 
 

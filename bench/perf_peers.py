@@ -1,7 +1,10 @@
 """The peer cases of `bench perf`: the bench's fast paths against the tools a team would
 use instead, in the same process and run, on the same model and the same inputs.
 
-- `lm-eval`: the bench's zero-shot label scoring (`HFBackend.score_choices`, batch 32)
+- `lm-eval`: the bench's zero-shot label scoring (`HFBackend.score_choices`, batch 32:
+  the shared instruction prefix from its KV cache, the prompts packed into rows without
+  padding and one forward pass for every label when the labels' tokens allow it, the LM
+  head on scored positions only)
   against lm-evaluation-harness's `hf` backend (`HFLM.loglikelihood`, batch 32) on
   rotten-tomatoes and bbc-news prompts: accuracy of both, label agreement, ratio.
 - `trainer`: the bench's LoRA trainer against Hugging Face `Trainer` + PEFT with dynamic

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from bench.backends import chat
+from bench.backends import chat, packing
 from bench.backends.prefix import PrefixKV, PrefixMemo, cache_kw
 from bench.errors import BenchError
 from bench.lm import Capabilities, ChoiceScores, Generation, Progress
@@ -45,6 +45,7 @@ class HFBackend:
     system_prompt: str | None = None
     extra: dict = field(default_factory=dict)
     prefix_cache: bool = True
+    pack_prompts: bool = True  # label scoring packs a batch's prompts into rows (bench/backends/packing.py)
     # Prompts are tokenised once to fit the context (strategies/prompts.py) and again to
     # run; the memo makes the second a lookup. Bounded, and never compared or copied.
     _ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -95,25 +96,33 @@ class HFBackend:
         """The same tokenizer and settings over other weights (a LoRA-wrapped model)."""
         return replace(self, model=torch_model, fingerprint=fingerprint)
 
+    @property
+    def _prompt_learning(self) -> bool:
+        # A prompt-learning model prepends its virtual tokens inside every forward pass, so
+        # a cached prefix would lack them and a custom mask would not cover them.
+        return bool(getattr(getattr(self.model, "active_peft_config", None), "is_prompt_learning", False))
+
     def _prefix(self, seqs: list[list[int]]) -> PrefixKV | None:
-        # Only a plain causal LM (LoRA-wrapped included): a prompt-learning model prepends
-        # its virtual tokens inside every forward pass, so a cached prefix would lack them.
-        prompt_learning = getattr(getattr(self.model, "active_peft_config", None), "is_prompt_learning", False)
-        if not self.prefix_cache or not seqs or prompt_learning or getattr(self.model, "config", None) is None:
+        # Only a plain causal LM (LoRA-wrapped included).
+        if not self.prefix_cache or not seqs or self._prompt_learning or getattr(self.model, "config", None) is None:
             return None
         return self._prefixes.find(self.model, seqs)
 
-    def _batches(self, encoded: list[tuple[list[int], bool]], batch_size: int):
-        """(prefix, prompt indices, ids, mask) per batch: longest prompts first (less
-        padding), the prefix shared by all prompts of the call cut off once and served
-        from its cache, each batch's remaining tokens left-padded."""
+    def _groups(self, encoded: list[tuple[list[int], bool]], batch_size: int):
+        """(prefix, prompt indices, their tokens after the prefix) per batch: longest
+        prompts first (less padding), the prefix shared by all prompts of the call cut off
+        once and served from its cache."""
         order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]))
         prefix = self._prefix([e[0] for e in encoded])
         cut = prefix.length if prefix else 0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            ids, mask = self._left_pad([encoded[i][0][cut:] for i in batch])
-            yield prefix, batch, ids, mask
+            yield prefix, batch, [encoded[i][0][cut:] for i in batch]
+
+    def _batches(self, encoded: list[tuple[list[int], bool]], batch_size: int):
+        """(prefix, prompt indices, ids, mask) per batch, each batch left-padded."""
+        for prefix, batch, seqs in self._groups(encoded, batch_size):
+            yield (prefix, batch, *self._left_pad(seqs))
 
     def _fit(self, ids: list[int], room: int) -> tuple[list[int], bool]:
         # Keep the end of an over-long prompt: that is where the question and the
@@ -173,16 +182,21 @@ class HFBackend:
         room = max(len(c) for c in choice_ids)
         encoded = [self._fit(self.encode(p), room) for p in prompts]
         shared = _shared_run(choice_ids)
+        packed = shared is not None and self.pack_prompts and packing.can_pack(self.model) \
+            and not self._prompt_learning
         results: list[ChoiceScores | None] = [None] * len(prompts)
         self.model.eval()
-        for prefix, batch, ids, mask in self._batches(encoded, batch_size):
+        for prefix, batch, seqs in self._groups(encoded, batch_size):
             t0 = time.perf_counter()
             with torch.inference_mode():
-                if shared is None:
-                    scores = self._score_batch(ids.to(self.device), mask.to(self.device), choice_ids, prefix)
+                if packed:
+                    scores = self._score_packed(seqs, choice_ids, shared, prefix)
                 else:
-                    scores = self._score_one_pass(ids.to(self.device), mask.to(self.device), choice_ids, shared,
-                                                  prefix)
+                    ids, mask = (t.to(self.device) for t in self._left_pad(seqs))
+                    if shared is None:
+                        scores = self._score_batch(ids, mask, choice_ids, prefix)
+                    else:
+                        scores = self._score_one_pass(ids, mask, choice_ids, shared, prefix)
             share = (time.perf_counter() - t0) / len(batch)
             for row, i in enumerate(batch):
                 lp = tuple(float(x) for x in scores[row])
@@ -255,6 +269,31 @@ class HFBackend:
                          logits_to_keep=k + 1, **past)
         logp = torch.log_softmax(out.logits[:, -(k + 1):].float(), dim=-1)  # (n, k + 1, vocab)
         scores = torch.empty((n, len(choice_ids)), dtype=torch.float32)
+        for j, cont in enumerate(choice_ids):
+            steps = torch.arange(len(cont), device=logp.device)
+            scores[:, j] = logp[:, steps, torch.tensor(cont, device=logp.device)].sum(-1).cpu()
+        return scores
+
+
+    def _score_packed(self, seqs: list[list[int]], choice_ids: list[list[int]], shared: list[int],
+                      prefix: PrefixKV | None = None) -> torch.Tensor:
+        """What `_score_one_pass` gives, from rows that hold several prompts each and no
+        padding to speak of (bench/backends/packing.py); the LM head on scored columns only."""
+        k = len(shared)
+        start = prefix.length if prefix else 0
+        p = packing.pack([s + shared for s in seqs], k + 1, self.pad_token_id, start)
+        mask = p.mask.to(self.device)
+        if getattr(self.model.config, "_attn_implementation", None) == "eager":
+            mask = packing.additive(mask, next(self.model.parameters()).dtype)
+        past = {cache_kw(self.model): prefix.expand(p.ids.shape[0], self.model.config)} if prefix else {}
+        out = self.model(input_ids=p.ids.to(self.device), attention_mask=mask, position_ids=p.positions.to(self.device),
+                         use_cache=bool(prefix), logits_to_keep=p.keep, **past)
+        logits = out.logits[:, -p.keep:]
+        rows = torch.tensor([r for r, _ in p.tails], device=logits.device)
+        cols = torch.tensor([c for _, c in p.tails], device=logits.device)[:, None] + torch.arange(k + 1,
+                                                                                                   device=logits.device)
+        logp = torch.log_softmax(logits[rows[:, None], cols].float(), dim=-1)  # (n, k + 1, vocab)
+        scores = torch.empty((len(seqs), len(choice_ids)), dtype=torch.float32)
         for j, cont in enumerate(choice_ids):
             steps = torch.arange(len(cont), device=logp.device)
             scores[:, j] = logp[:, steps, torch.tensor(cont, device=logp.device)].sum(-1).cpu()

@@ -10,7 +10,8 @@ Rules that keep every other user of the shared model unaffected:
   adapter switched off: a forward pre-hook on the shared model sets the adapters of
   whoever called, so a forgotten switch cannot leak one cell's adapter into another;
 - a disabled PEFT layer returns its base layer's output unchanged, so base results are
-  bit-identical while adapters are attached (tests/backends/test_shared_adapters.py);
+  the same while adapters are attached (to float rounding: a matmul can round the last
+  bit differently at another memory alignment; tests/strategies/test_training_shared.py);
 - when the view is garbage (its cell's artifacts dropped), its adapter is deleted and
   every PEFT layer left without adapters is replaced by the base layer it wrapped; once
   the last adapter goes, the hook and `peft_config` go too: the model is the loaded one;

@@ -1,8 +1,12 @@
 """The memory case of `bench perf` on the tiny model: its cells attach to and leave the
-shared model, and the row reports what it measured."""
+shared model, are released as the executor releases a cell, and the row reports growth
+per method beside the overall figure."""
+import pytest
+
 from bench.backends import shared_adapters
 from bench.perf_cases import PerfContext
-from bench.perf_memory import memory_case
+from bench.perf_memory import growth, memory_case
+from bench.resources import release_memory
 from fakes import tiny_handle, toy_classification
 
 
@@ -10,9 +14,61 @@ def test_memory_case_runs_adapter_cells_on_the_shared_model_and_leaves_none(tmp_
     handle = tiny_handle(seed=5)
     ctx = PerfContext(handle=handle, quick=True, workdir=tmp_path)
     ctx._tasks["rotten-tomatoes"] = toy_classification()
-    result = memory_case(ctx, cells=2)
+    result = memory_case(ctx, cells=4)
     d = result.details
-    assert len(d["peaks_mb"]) == 2 and len(d["after_mb"]) == 2 and d["copy_cell_peak_mb"] > 0
+    assert d["methods"] == ["lora", "dora", "ia3", "lora"]
+    assert len(d["peaks_mb"]) == 4 and len(d["after_mb"]) == 4 and d["copy_cell_peak_mb"] > 0
     assert d["left_attached"] == [] and shared_adapters.attached(handle.model) == []
-    assert result.value == (max(d["peaks_mb"][1:]) - d["peaks_mb"][0]) / d["peaks_mb"][0]
+    lora = d["per_method"]["lora"]
+    assert lora["first_mb"] == d["peaks_mb"][0] and lora["later_max_mb"] == d["peaks_mb"][3]
+    assert d["per_method"]["dora"]["growth"] is None  # one dora cell: nothing to compare it with
+    assert d["overall_growth"] == (max(d["peaks_mb"][1:]) - d["peaks_mb"][0]) / d["peaks_mb"][0]
+    assert result.value == max(d["worst_method_growth"], d["after_release_growth"])
     assert result.passed == (result.value < 0.10)
+
+
+def test_growth_is_per_method_and_overall():
+    # A method with a larger working set is not growth; its own later cells growing is.
+    g = growth([100, 150, 90, 101, 150, 90], ["lora", "dora", "ia3"] * 2)
+    assert g["overall"] == pytest.approx(0.5)
+    assert g["per_method"]["lora"]["growth"] == pytest.approx(0.01)
+    assert g["per_method"]["dora"]["growth"] == pytest.approx(0.0) and g["worst"] == pytest.approx(0.01)
+    g = growth([100, 150, 90, 130, 150, 90], ["lora", "dora", "ia3"] * 2)
+    assert g["worst"] == pytest.approx(0.30) and g["per_method"]["lora"]["later_max_mb"] == 130
+
+
+TRIM_SCRIPT = """
+import ctypes, psutil
+from bench.resources import release_memory
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 64 * 1024 - 64  # below glibc's mmap threshold: from the heap
+blocks, pins = [], []
+for _ in range(4000):  # ~256 MB, a small block after each keeps them apart and off the heap's top
+    blocks.append(libc.malloc(size))
+    ctypes.memset(blocks[-1], 1, size)
+    pins.append(libc.malloc(64))
+for b in blocks:
+    libc.free(b)
+held = psutil.Process().memory_info().rss
+print(release_memory(), held - psutil.Process().memory_info().rss)
+"""
+
+
+def test_release_memory_hands_freed_heap_back_on_glibc():
+    """Freed blocks in the middle of the heap stay in RSS until trimmed (a fresh
+    interpreter, so the test process's own heap does not decide the layout)."""
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("psutil")
+    if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL("libc.so.6"), "malloc_trim"):
+        assert release_memory() is False
+        return
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, env=env, check=True)
+    trimmed, released = out.stdout.split()
+    assert trimmed == "True" and int(released) > 100 * 2**20

@@ -74,3 +74,65 @@ def test_one_pass_with_the_prefix_cache_equals_no_cache(tiny):
     assert with_prefix._prefixes._items  # the prefix was computed and used
     torch.testing.assert_close(got, scored(plain, prompts, choices), rtol=0, atol=1e-4)
     torch.testing.assert_close(got, reference(tiny, prompts, choices), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("start", [0, 20])
+def test_pack_puts_several_prompts_in_a_row_each_seeing_only_itself(start):
+    from bench.backends.packing import pack
+
+    seqs = [[1] * 9, [2] * 3, [3] * 4, [4] * 2, [5] * 5]
+    p = pack(seqs, tail=2, pad_id=0, start=start)
+    assert p.ids.shape[0] < len(seqs) and p.ids.shape[1] == 9  # packed, no row wider than the longest
+    assert (p.ids != 0).sum() == sum(map(len, seqs))
+    mask = p.mask[:, 0, :, start:]
+    assert p.mask[:, 0, :, :start].all()  # the cached prefix: seen by every token
+    for i, s in enumerate(seqs):
+        row, col = p.tails[i]
+        tail_cols = p.ids.shape[1] - p.keep + col + torch.arange(2)
+        assert p.ids[row, tail_cols].tolist() == s[-2:]
+        assert p.positions[row, tail_cols].tolist() == [start + len(s) - 2, start + len(s) - 1]
+        last = tail_cols[-1]
+        # The last token sees exactly its own prompt's tokens: len(s) of them, all its value.
+        assert mask[row, last].sum() == len(s) and set(p.ids[row][mask[row, last]].tolist()) == {s[0]}
+    pads = p.ids == 0
+    assert (mask.sum(-1)[pads] == 1).all()  # padding sees itself only ...
+    for r in range(p.ids.shape[0]):  # ... and no real token sees padding
+        real = ~pads[r]
+        assert not mask[r][real][:, pads[r]].any()
+
+
+@pytest.mark.parametrize("with_prefix", [False, True])
+def test_packed_scoring_equals_the_padded_one_pass(tiny, monkeypatch, with_prefix):
+    import dataclasses
+
+    from bench.backends import packing
+
+    one = words(tiny, 1)
+    choices = [one[0], one[1] + " " + one[2], one[1] + " " + one[3 % len(one)]]
+    start = "Options: positive negative yes no. Question: the capital of France is Paris. " if with_prefix else ""
+    prompts = [start + p for p in PROMPTS]
+    assert packing.can_pack(tiny.model)
+    calls = []
+    real_pack = packing.pack
+    monkeypatch.setattr(packing, "pack", lambda *a, **k: calls.append(real_pack(*a, **k)) or calls[-1])
+    got = scored(tiny, prompts, choices, batch_size=6)
+    assert calls and calls[0].ids.shape[0] < len(prompts)  # rows held several prompts
+    padded = scored(dataclasses.replace(tiny, pack_prompts=False), prompts, choices, batch_size=6)
+    torch.testing.assert_close(got, padded, rtol=0, atol=1e-4)
+    torch.testing.assert_close(got, reference(tiny, prompts, choices), rtol=0, atol=1e-4)
+
+
+def test_packed_scoring_with_eager_attention_takes_an_additive_mask():
+    import dataclasses
+
+    from fakes import tiny_handle
+
+    lm = tiny_handle(seed=11)
+    lm.model.set_attn_implementation("eager")
+    assert lm.model.config._attn_implementation == "eager"
+    one = words(lm, 1)
+    choices = [one[0], one[1] + " " + one[2]]
+    got = scored(lm, PROMPTS, choices, batch_size=6)
+    torch.testing.assert_close(got, scored(dataclasses.replace(lm, pack_prompts=False), PROMPTS, choices, batch_size=6),
+                               rtol=0, atol=1e-4)
+    torch.testing.assert_close(got, reference(lm, PROMPTS, choices), rtol=0, atol=1e-4)

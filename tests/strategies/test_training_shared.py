@@ -37,6 +37,13 @@ def label_logprobs(lm, task):
     return torch.tensor([s.logprobs for s in lm.score_choices(prompts, list(task.labels))])
 
 
+def same(a, b):
+    """Equal to float rounding: the same logits can differ in the last bit between two
+    calls when the LM head's matmul sees its input at another memory alignment (packed
+    label scoring, bench/backends/packing.py); an adapter that leaked moves them > 1e-4."""
+    return torch.allclose(a, b, rtol=0, atol=1e-5)
+
+
 def prepare(name, handle, task, **options):
     strategy = STRATEGIES.load(name).build({**FAST, **options})
     return strategy, strategy.prepare(task, handle, Budget(seed=0))
@@ -65,21 +72,21 @@ def test_a_lora_cell_leaves_the_base_bit_identical_and_prompting_unchanged(handl
     assert shared_adapters.attached(model)  # on the shared model: no copy
     adapted = art.state["model"]
     assert adapted.torch_model.shared is model
-    # While the adapter is attached, the base still answers as before, bit for bit ...
-    assert torch.equal(label_logprobs(handle, task), before_lp)
+    # While the adapter is attached, the base still answers as before ...
+    assert same(label_logprobs(handle, task), before_lp)
     assert state_hash(shared_adapters.clean_copy(model)) == before_hash
     # ... and the adapter answers differently, also after the base ran in between.
     adapted_lp = label_logprobs(adapted, task)
     assert not torch.allclose(adapted_lp, before_lp, atol=1e-4)
-    assert torch.equal(label_logprobs(handle, task), before_lp)
-    assert torch.equal(label_logprobs(adapted, task), adapted_lp)
+    assert same(label_logprobs(handle, task), before_lp)
+    assert same(label_logprobs(adapted, task), adapted_lp)
     del strategy, art, adapted
     gc.collect()
     assert shared_adapters.attached(model) == []
     assert state_hash(model) == before_hash  # same names, same bits: the model as loaded
     assert [type(m).__name__ for m in model.modules()] == modules_before
     assert not hasattr(model, "peft_config") and not model._forward_pre_hooks_with_kwargs
-    assert torch.equal(label_logprobs(handle, task), before_lp)
+    assert same(label_logprobs(handle, task), before_lp)
 
 
 def test_training_on_the_shared_model_equals_training_a_private_copy(handle):
@@ -114,16 +121,16 @@ def test_adapters_of_several_cells_live_side_by_side(handle):
     assert len(shared_adapters.attached(handle.model)) == 3  # a soft prompt injects nothing
     scores = {name: label_logprobs(art.state["model"], task) for name, art in
               (("ia3", ia3), ("dora", dora), ("soft", soft))}
-    assert torch.equal(label_logprobs(lora.state["model"], task), lora_lp)
-    assert torch.equal(label_logprobs(handle, task), base_lp)
+    assert same(label_logprobs(lora.state["model"], task), lora_lp)
+    assert same(label_logprobs(handle, task), base_lp)
     for name, lp in scores.items():
         assert not torch.allclose(lp, base_lp, atol=1e-4), name
     del lora
     gc.collect()  # the LoRA adapter goes; the IA3 layers around its layers stay and answer as before
     assert len(shared_adapters.attached(handle.model)) == 2
-    assert torch.equal(label_logprobs(ia3.state["model"], task), scores["ia3"])
-    assert torch.equal(label_logprobs(soft.state["model"], task), scores["soft"])
-    assert torch.equal(label_logprobs(handle, task), base_lp)
+    assert same(label_logprobs(ia3.state["model"], task), scores["ia3"])
+    assert same(label_logprobs(soft.state["model"], task), scores["soft"])
+    assert same(label_logprobs(handle, task), base_lp)
 
 
 def test_full_ft_copies_the_base_without_other_cells_adapters(handle):
