@@ -97,10 +97,12 @@ def bench_trainer(handle: Any, task: Any, steps: int, batch_size: int, grad_accu
 
 
 def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum: int, max_length: int,
-               r: int = 8, alpha: float = 16.0, lr: float = 1e-3, dynamic: bool = False) -> dict[str, Any]:
+               r: int = 8, alpha: float = 16.0, lr: float = 1e-3, dynamic: bool = False,
+               bf16: bool | None = None) -> dict[str, Any]:
     """Plain Hugging Face Trainer + PEFT: every sequence padded to max_length (right
     padding, as tokenizers pad by default), loss on answer tokens, the default collator;
-    `dynamic`: each batch padded to its longest sequence (DataCollatorForSeq2Seq)."""
+    `dynamic`: each batch padded to its longest sequence (DataCollatorForSeq2Seq);
+    `bf16`: Trainer's own `bf16=True` (bf16 autocast, fp32 weights; default: on CUDA)."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, default_data_collator
@@ -121,9 +123,10 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
         model = get_peft_model(clean_copy(handle.model), LoraConfig(
             task_type="CAUSAL_LM", r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules="all-linear"))
     cuda = handle.device.startswith("cuda")
+    bf16 = cuda if bf16 is None else bf16
     args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="hf-baseline-"), per_device_train_batch_size=batch_size,
                              gradient_accumulation_steps=grad_accum, max_steps=steps, learning_rate=lr,
-                             lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, bf16=cuda,
+                             lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, bf16=bf16,
                              use_cpu=not cuda, logging_steps=1, save_strategy="no", report_to=[],
                              dataloader_num_workers=0, seed=0, disable_tqdm=True)
     collator = DataCollatorForSeq2Seq(handle.tokenizer, padding=True, label_pad_token_id=-100) if dynamic \
@@ -135,7 +138,8 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
     seconds = time.perf_counter() - t0
     tokens = sum(sum(row["attention_mask"]) for row in rows)
     return {"tokens_seen": tokens, "train_step_seconds": seconds, "tokens_per_s": tokens / seconds,
-            "final_train_loss": out.training_loss, "peak_mb": _peak_mb(handle.device), "model": model}
+            "final_train_loss": out.training_loss, "peak_mb": _peak_mb(handle.device), "model": model,
+            "bf16": bf16}
 
 
 def eval_loss(model: Any, seqs: list, device: str) -> float:

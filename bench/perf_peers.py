@@ -9,7 +9,9 @@ use instead, in the same process and run, on the same model and the same inputs.
   rotten-tomatoes and bbc-news prompts: accuracy of both, label agreement, ratio.
 - `trainer`: the bench's LoRA trainer against Hugging Face `Trainer` + PEFT with dynamic
   padding (bench/perf_gpu.py's baseline) on the device at hand: same examples, r=8
-  all-linear, same steps; ratio and the validation loss of both adapters.
+  all-linear, same steps; ratio and the validation loss of both adapters. The bench trains
+  as a run does (bf16 autocast where bf16 is native); on such a CPU a second row times
+  Trainer with its own `bf16=True` as well, so both ratios are shown.
 - `vllm` (bench/perf_vllm.py): generation against the managed vLLM server.
 A peer that is not installed gives a skipped row that says why (`pip install -e .[peers]`).
 """
@@ -87,13 +89,21 @@ def lm_eval_case(ctx: Any, task_name: str, n: int | None = None, batch_size: int
                  "lm_eval_s": t_peer[0], "bench_s": t_bench[0], "lm_eval": version})
 
 
-def trainer_case(ctx: Any, steps: int | None = None, batch_size: int | None = None, max_length: int = 256,
-                 task_name: str = "bbc-news", lr: float = 1e-3) -> CaseResult:
-    """The bench's LoRA trainer against Trainer + PEFT with dynamic padding, on `ctx.handle`'s device."""
+def trainer_case(ctx: Any, **kw: Any) -> CaseResult:
+    """The goal row of `trainer_cases`: the bench against Trainer + PEFT in fp32 on a CPU."""
+    return trainer_cases(ctx, **kw)[0]
+
+
+def trainer_cases(ctx: Any, steps: int | None = None, batch_size: int | None = None, max_length: int = 256,
+                  task_name: str = "bbc-news", lr: float = 1e-3, autocast: str = "auto") -> list[CaseResult]:
+    """The bench's LoRA trainer (`autocast` as a run's default: bf16 where native) against
+    Trainer + PEFT with dynamic padding, on `ctx.handle`'s device. On a CPU Trainer's
+    default is fp32; when the bench trained in bf16 a second row times Trainer with its
+    own `bf16=True` too, so the ratio over each is shown."""
     case = "training vs Trainer+PEFT"
     reason = missing("peft")
     if reason:
-        return CaseResult(case, "speed-up", None, f">= {TRAINING_GOAL:g}x", None, note=reason)
+        return [CaseResult(case, "speed-up", None, f">= {TRAINING_GOAL:g}x", None, note=reason)]
     from bench.perf_gpu import bench_trainer, eval_loss, hf_trainer, train_sequences
 
     h = ctx.handle
@@ -101,25 +111,43 @@ def trainer_case(ctx: Any, steps: int | None = None, batch_size: int | None = No
     task = ctx.task(task_name)
     task, seqs, val_seqs = train_sequences(h, steps * batch_size, max_length, task=task)
     val_seqs = val_seqs[: ctx.n(16, 4)]
-    # Warm-up, paid by neither side: the first backward pass of a process is many times slower.
-    bench_trainer(h, train_sequences(h, 2, max_length, task=task)[0], 1, 2, 1, max_length, learning_rate=lr)
-    ours = bench_trainer(h, task, steps, batch_size, 1, max_length, learning_rate=lr)
+    # Warm-up in both precisions, paid by no side: the first backward pass of a process
+    # (and the first bf16 one) is many times slower.
+    warm = train_sequences(h, 2, max_length, task=task)[0]
+    for mode in dict.fromkeys(("off", autocast)):
+        bench_trainer(h, warm, 1, 2, 1, max_length, learning_rate=lr, autocast=mode)
+    ours = bench_trainer(h, task, steps, batch_size, 1, max_length, learning_rate=lr, autocast=autocast)
     val_ours = eval_loss(ours.pop("model"), val_seqs, h.device)
-    theirs = hf_trainer(h, seqs, steps, batch_size, 1, max_length, lr=lr, dynamic=True)
-    val_theirs = eval_loss(theirs.pop("model"), val_seqs, h.device)
-    gap = abs(val_ours - val_theirs) / max(abs(val_theirs), 1e-9)
+    peers = [hf_trainer(h, seqs, steps, batch_size, 1, max_length, lr=lr, dynamic=True)]
+    if ours.get("autocast") and not peers[0]["bf16"]:
+        peers.append(hf_trainer(h, seqs, steps, batch_size, 1, max_length, lr=lr, dynamic=True, bf16=True))
     tokens = sum(len(s.ids) for s in seqs)
-    result = ratio_result(
-        case, theirs["train_step_seconds"], ours["train_step_seconds"], TRAINING_GOAL,
-        agree=f"val loss {val_ours:.4f} vs {val_theirs:.4f} ({gap:.2%})",
-        baseline=f"Trainer {tokens / theirs['train_step_seconds']:.0f} tok/s",
-        optimised=f"bench {tokens / ours['train_step_seconds']:.0f} tok/s",
-        note=f"LoRA r=8 all-linear, {steps} steps of {batch_size} {task_name} examples ({tokens:,} tokens, "
-             f"max_length {max_length}) on {h.device}; Trainer + PEFT with dynamic padding "
-             f"(DataCollatorForSeq2Seq), {theirs['train_step_seconds']:.1f} s vs the bench "
-             f"{ours['train_step_seconds']:.1f} s; loss gap allowed {LOSS_TOLERANCE:.0%} (batch orders differ)",
-        details={"agreed": gap <= LOSS_TOLERANCE, "val_loss_bench": val_ours, "val_loss_trainer": val_theirs,
-                 "gap": gap, "tokens": tokens, "bench_s": ours["train_step_seconds"],
-                 "trainer_s": theirs["train_step_seconds"], "trainer_mean_train_loss": theirs["final_train_loss"],
-                 "bench_final_train_loss": ours.get("final_train_loss")})
-    return result
+    ours_dtype = f"bf16 autocast over fp32 weights ({ours.get('autocast_why')})" if ours.get("autocast") \
+        else f"fp32 ({ours.get('autocast_why')})"
+    rows = []
+    for theirs in peers:
+        val_theirs = eval_loss(theirs.pop("model"), val_seqs, h.device)
+        gap = abs(val_ours - val_theirs) / max(abs(val_theirs), 1e-9)
+        their_dtype = "bf16=True (bf16 autocast over fp32 weights)" if theirs["bf16"] else "fp32 (its CPU default)"
+        goal_row = not rows
+        kw = dict(
+            agree=f"val loss {val_ours:.4f} vs {val_theirs:.4f} ({gap:.2%})",
+            baseline=f"Trainer {tokens / theirs['train_step_seconds']:.0f} tok/s",
+            optimised=f"bench {tokens / ours['train_step_seconds']:.0f} tok/s",
+            note=f"LoRA r=8 all-linear, {steps} steps of {batch_size} {task_name} examples ({tokens:,} tokens, "
+                 f"max_length {max_length}) on {h.device}; Trainer + PEFT with dynamic padding "
+                 f"(DataCollatorForSeq2Seq) in {their_dtype}, {theirs['train_step_seconds']:.1f} s vs the bench "
+                 f"in {ours_dtype}, {ours['train_step_seconds']:.1f} s; both adapters' validation loss in fp32; "
+                 f"loss gap allowed {LOSS_TOLERANCE:.0%} (batch orders differ)",
+            details={"agreed": gap <= LOSS_TOLERANCE, "val_loss_bench": val_ours, "val_loss_trainer": val_theirs,
+                     "gap": gap, "tokens": tokens, "bench_s": ours["train_step_seconds"],
+                     "trainer_s": theirs["train_step_seconds"], "trainer_mean_train_loss": theirs["final_train_loss"],
+                     "bench_final_train_loss": ours.get("final_train_loss"), "bench_autocast": ours.get("autocast"),
+                     "bench_autocast_why": ours.get("autocast_why"), "trainer_bf16": theirs["bf16"]})
+        if goal_row:
+            rows.append(ratio_result(case, theirs["train_step_seconds"], ours["train_step_seconds"], TRAINING_GOAL,
+                                     **kw))
+        else:  # the like-for-like precision: reported beside the goal row, not a goal of its own
+            ratio = theirs["train_step_seconds"] / ours["train_step_seconds"]
+            rows.append(CaseResult(f"{case} (Trainer bf16)", "speed-up", ratio, "report", None, fmt="x", **kw))
+    return rows

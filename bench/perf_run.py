@@ -19,7 +19,7 @@ from typing import Any, Callable
 from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_result, render_table, stopwatch
 from bench.perf_cases import (PerfContext, ann_recall_case, dtype_case, generation_case, model_load_case,
                               prefix_case, retrieval_share_case, training_case)
-from bench.perf_peers import lm_eval_case, trainer_case
+from bench.perf_peers import lm_eval_case, trainer_cases
 from bench.perf_memory import memory_case
 from bench.perf_update import update_case
 from bench.perf_vllm import vllm_case
@@ -130,7 +130,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("prefix", lambda: [prefix_case(ctx)]),
         ("dtype", lambda: [dtype_case(ctx)]),
         ("lm-eval", lambda: [lm_eval_case(ctx, "rotten-tomatoes"), lm_eval_case(ctx, "bbc-news")]),
-        ("trainer", lambda: [trainer_case(ctx)]),
+        ("trainer", lambda: trainer_cases(ctx)),
         ("vllm", lambda: [vllm_case(ctx)]),
         ("memory", lambda: [memory_case(ctx)]),
         ("update", lambda: [update_case(ctx)]),

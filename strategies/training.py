@@ -43,6 +43,7 @@ _INTS = {"epochs": 1, "batch_size": 1, "grad_accum": 1, "max_length": 8, "eval_e
 _OPTIONAL_INTS = {"max_steps": 1, "max_train_examples": 1}
 _FLOATS = {"learning_rate": 0.0, "weight_decay": 0.0}
 _BOOLS = ("train_on_corpus", "gradient_checkpointing", "pad_to_max", "forgetting")
+AUTOCAST = ("auto", "bf16", "off")
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class TrainingConfig:
     pad_to_max: bool = False  # bench perf's baseline: pad to max_length, LM head everywhere
     forgetting: bool = True  # score the general-skill probe before and after (strategies/forgetting.py)
     probe_examples: int = 32
+    # bf16 matmuls over fp32 weights: auto (where bf16 is native: CUDA, a CPU with
+    # avx512_bf16/amx_bf16), bf16 or off (strategies/train_loop.py autocast_dtype).
+    autocast: str = "auto"
 
     def __post_init__(self) -> None:
         check_training(self)
@@ -107,6 +111,10 @@ def check_training(cfg: Any, ints: Mapping[str, int] = {}, floats: Mapping[str, 
             raise bad(cfg, name, "true or false")
     if cfg.packing not in ("auto", True, False):
         raise bad(cfg, "packing", "auto, true or false")
+    if cfg.autocast is False:  # YAML reads a bare `off` as false
+        object.__setattr__(cfg, "autocast", "off")
+    if cfg.autocast not in AUTOCAST:
+        raise bad(cfg, "autocast", ", ".join(AUTOCAST[:-1]) + " or " + AUTOCAST[-1])
 
 
 def check_targets(cfg: Any, name: str = "target_modules") -> None:
