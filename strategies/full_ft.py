@@ -17,12 +17,12 @@ from typing import Any, ClassVar, Mapping
 
 from bench.errors import BenchError
 from bench.options import config_from
-from strategies import training
+from strategies import training, training_config
 from strategies.base import StrategyDef
 
 
 @dataclass(frozen=True)
-class FullFTConfig(training.TrainingConfig):
+class FullFTConfig(training_config.TrainingConfig):
     PREFIX: ClassVar[str] = "full-ft"
     learning_rate: float = 5e-5
 

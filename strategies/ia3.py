@@ -10,22 +10,22 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from bench.options import config_from
-from strategies import training
+from strategies import training, training_config
 from strategies.base import StrategyDef
 
 
 @dataclass(frozen=True)
-class IA3Config(training.TrainingConfig):
+class IA3Config(training_config.TrainingConfig):
     PREFIX: ClassVar[str] = "ia3"
     learning_rate: float = 1e-2
     target_modules: tuple[str, ...] | None = None  # None: PEFT's default for the model type
     feedforward_modules: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        training.check_training(self)
+        training_config.check_training(self)
         for name in ("target_modules", "feedforward_modules"):
             if getattr(self, name) is not None:
-                training.check_targets(self, name)
+                training_config.check_targets(self, name)
 
 
 def ia3_config(cfg: IA3Config, task: Any = None, lm: Any = None):

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 from bench.options import config_from
-from strategies import training
+from strategies import training, training_config
 from strategies.base import StrategyDef
 
 @dataclass(frozen=True)
-class LoraStrategyConfig(training.TrainingConfig):
+class LoraStrategyConfig(training_config.TrainingConfig):
     PREFIX: ClassVar[str] = "lora"
     r: int = 8
     alpha: float = 16.0
@@ -27,10 +27,10 @@ class LoraStrategyConfig(training.TrainingConfig):
 
 
 def check_lora(cfg: Any) -> None:
-    training.check_training(cfg, ints={"r": 1}, floats={"alpha": 0.0})
+    training_config.check_training(cfg, ints={"r": 1}, floats={"alpha": 0.0})
     if isinstance(cfg.dropout, bool) or not isinstance(cfg.dropout, (int, float)) or not 0 <= cfg.dropout < 1:
-        raise training.bad(cfg, "dropout", "a number in [0, 1)")
-    training.check_targets(cfg)
+        raise training_config.bad(cfg, "dropout", "a number in [0, 1)")
+    training_config.check_targets(cfg)
 
 
 def lora_config(cfg: Any, task: Any = None, lm: Any = None, **extra: Any):

@@ -19,23 +19,23 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from bench.options import config_from
-from strategies import training
+from strategies import training, training_config
 from strategies.base import StrategyDef
 
 
 @dataclass(frozen=True)
-class PromptTuningConfig(training.TrainingConfig):
+class PromptTuningConfig(training_config.TrainingConfig):
     PREFIX: ClassVar[str] = "prompt-tuning"
     learning_rate: float = 3e-2
     num_virtual_tokens: int = 16
     init: str = "instruction"  # instruction | random
 
     def __post_init__(self) -> None:
-        training.check_training(self, ints={"num_virtual_tokens": 1})
+        training_config.check_training(self, ints={"num_virtual_tokens": 1})
         if self.init not in ("instruction", "random"):
-            raise training.bad(self, "init", "instruction or random")
+            raise training_config.bad(self, "init", "instruction or random")
         if self.packing is True:
-            raise training.bad(self, "packing", "false or auto (virtual tokens start a row)")
+            raise training_config.bad(self, "packing", "false or auto (virtual tokens start a row)")
         object.__setattr__(self, "packing", False)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from bench.options import config_from
-from strategies import lora, rag, training
+from strategies import lora, rag, training, training_config
 from strategies.base import Artifacts, Budget, StrategyDef
 from strategies.prompts import build_prompt, reserve_tokens
 
@@ -47,10 +47,10 @@ class RagLoraConfig(lora.LoraStrategyConfig):
 
     def __post_init__(self) -> None:
         lora.check_lora(self)
-        training.check_training(self, ints={"distractors": 0})
+        training_config.check_training(self, ints={"distractors": 0})
         if isinstance(self.p_oracle, bool) or not isinstance(self.p_oracle, (int, float)) \
                 or not 0 <= self.p_oracle <= 1:
-            raise training.bad(self, "p_oracle", "a number in [0, 1]")
+            raise training_config.bad(self, "p_oracle", "a number in [0, 1]")
         rag_config(self)  # the retrieval options validate as rag's
 
 
