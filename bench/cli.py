@@ -296,6 +296,9 @@ def cmd_history(args) -> int:
 
 
 def cmd_perf(args) -> int:
+    from bench.resources import pin_allocator
+
+    pin_allocator()  # as a run's Worker does, before any model loads
     console = _console()
     if args.gpu:
         from bench.perf_gpu import run_gpu_suite

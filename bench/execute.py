@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol
 
 from bench.errors import BenchError
 from bench.grid import CellSpec
-from bench.resources import release_memory
+from bench.resources import pin_allocator, release_memory
 
 
 def now() -> str:
@@ -110,6 +110,7 @@ class Worker:
     def __init__(self, config, log: Callable[..., None] | None = None, open_bar=None,
                  workdir: Callable[[str], Path] | None = None, node: str | None = None, tasks=(),
                  run_dir: Path | None = None) -> None:
+        pin_allocator()  # before the model loads: every process that runs cells builds a Worker
         self.config = config
         self.run_dir = run_dir  # where a managed server writes its log (the driver's folder, locally)
         self.log = log or (lambda *a, **k: None)

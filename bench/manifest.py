@@ -40,6 +40,9 @@ def hardware() -> dict[str, Any]:
     info: dict[str, Any] = {"cpu": cpu_model(), "cpu_count": os.cpu_count(),
                             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
                             "platform": platform.platform(), "python": sys.version.split()[0]}
+    from bench.resources import pin_allocator
+
+    info["malloc"] = pin_allocator()  # pinned by the first Worker; peaks depend on it
     try:
         import torch
 

@@ -130,11 +130,13 @@ def stopwatch() -> Iterator[list[float]]:
 def environment() -> dict[str, Any]:
     import torch
 
+    from bench.resources import pin_allocator
+
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average": [round(x, 2) for x in load] if load else None,
+            "load_average": [round(x, 2) for x in load] if load else None, "malloc": pin_allocator(),
             "at": time.strftime("%Y-%m-%d %H:%M:%S")}
 
 

@@ -98,11 +98,12 @@ def bench_trainer(handle: Any, task: Any, steps: int, batch_size: int, grad_accu
 
 def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum: int, max_length: int,
                r: int = 8, alpha: float = 16.0, lr: float = 1e-3, dynamic: bool = False,
-               bf16: bool | None = None) -> dict[str, Any]:
+               bf16: bool | None = None, sequential: bool = False) -> dict[str, Any]:
     """Plain Hugging Face Trainer + PEFT: every sequence padded to max_length (right
     padding, as tokenizers pad by default), loss on answer tokens, the default collator;
     `dynamic`: each batch padded to its longest sequence (DataCollatorForSeq2Seq);
-    `bf16`: Trainer's own `bf16=True` (bf16 autocast, fp32 weights; default: on CUDA)."""
+    `bf16`: Trainer's own `bf16=True` (bf16 autocast, fp32 weights; default: on CUDA);
+    `sequential`: batches in `seqs`' order instead of Trainer's shuffled default."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, default_data_collator
@@ -128,7 +129,8 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
                              gradient_accumulation_steps=grad_accum, max_steps=steps, learning_rate=lr,
                              lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0, bf16=bf16,
                              use_cpu=not cuda, logging_steps=1, save_strategy="no", report_to=[],
-                             dataloader_num_workers=0, seed=0, disable_tqdm=True)
+                             dataloader_num_workers=0, seed=0, disable_tqdm=True,
+                             train_sampling_strategy="sequential" if sequential else "random")
     collator = DataCollatorForSeq2Seq(handle.tokenizer, padding=True, label_pad_token_id=-100) if dynamic \
         else default_data_collator
     trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
@@ -139,7 +141,7 @@ def hf_trainer(handle: Any, seqs: list, steps: int, batch_size: int, grad_accum:
     tokens = sum(sum(row["attention_mask"]) for row in rows)
     return {"tokens_seen": tokens, "train_step_seconds": seconds, "tokens_per_s": tokens / seconds,
             "final_train_loss": out.training_loss, "peak_mb": _peak_mb(handle.device), "model": model,
-            "bf16": bf16}
+            "bf16": bf16, "step_losses": [e["loss"] for e in trainer.state.log_history if "loss" in e]}
 
 
 def eval_loss(model: Any, seqs: list, device: str) -> float:

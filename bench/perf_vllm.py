@@ -4,8 +4,11 @@ through the in-process hf backend, in one run, on the same weights and dtype (fl
 The prompts are SQuAD questions with their gold paragraph (RAG-sized prompts, ~250
 tokens), greedy, 24 new tokens. hf runs length-sorted batches of 16; vLLM gets the
 requests 16 at a time (the openai backend's `max_connections`) and batches them itself
-(continuous batching). The server's start-up is reported, not counted: a run pays it
-once. Skipped, with the reason, when the vLLM venv is absent (`make vllm`)."""
+(continuous batching). The value is vLLM's throughput over hf's; the goal is the bench's
+in-process generation within 1.5x of the served engine (a team weighing the two should
+not lose more than that by staying in process). The server's start-up is reported, not
+counted: a run pays it once. Skipped, with the reason, when the vLLM venv is absent
+(`make vllm`)."""
 from __future__ import annotations
 
 from typing import Any
@@ -13,7 +16,7 @@ from typing import Any
 from bench.perf import CaseResult, stopwatch
 
 CASE = "vllm vs hf"
-GOAL = 1.0  # the engine must at least keep up with in-process generate on the same cores
+GOAL = 1.5  # vLLM at most this many times faster than the bench, on the same cores
 
 
 def squad_prompts(lm: Any, n: int) -> list[str]:
@@ -33,7 +36,7 @@ def vllm_case(ctx: Any, n_prompts: int | None = None, max_new_tokens: int = 24, 
     from bench.vllm_server import venv_dir, vllm_python
 
     if vllm_python() is None:
-        return CaseResult(CASE, "throughput ratio", None, f">= {GOAL:g}x", None,
+        return CaseResult(CASE, "throughput ratio", None, f"<= {GOAL:g}x", None,
                           note=f"skipped: the vLLM venv is absent ({venv_dir()}); build it with `make vllm`")
     from bench.backends import ModelSpec, close_lm, load_lm
 
@@ -62,7 +65,7 @@ def vllm_case(ctx: Any, n_prompts: int | None = None, max_new_tokens: int = 24, 
     mean_prompt = sum(g.prompt_tokens for g in ref) // len(ref)
     latency = sorted(g.latency_s for g in got)
     return CaseResult(
-        CASE, "throughput ratio", ratio, f">= {GOAL:g}x", ratio >= GOAL and same >= 0.9 * n,
+        CASE, "throughput ratio", ratio, f"<= {GOAL:g}x", ratio <= GOAL and same >= 0.9 * n,
         agree=f"{same}/{n} identical", baseline=f"hf {tok_hf / t_hf[0]:.1f} tok/s",
         optimised=f"vLLM {tok_engine / t_engine[0]:.1f} tok/s",
         note=f"{n} SQuAD prompts with their gold paragraph (~{mean_prompt} tokens), greedy, {max_new_tokens} new "

@@ -19,7 +19,8 @@ from bench.progress import phase
 
 def train_loop(module, seqs, val_seqs, cfg: Any, rng: random.Random, device: str, pad_id: int, progress,
                label: str = "train") -> dict[str, Any]:
-    """AdamW with linear warmup and decay; keeps the best weights by validation loss."""
+    """AdamW with linear warmup and decay and the gradient norm clipped; keeps the best
+    weights by validation loss."""
     import torch
 
     from strategies import lora_data as data
@@ -96,6 +97,8 @@ def train_loop(module, seqs, val_seqs, cfg: Any, rng: random.Random, device: str
                 step += 1
                 if not math.isfinite(train_loss):
                     raise diverged(train_loss, step, cfg)
+                if cfg.max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
                 optimizer.step()
                 schedule.step()
                 step_seconds += time.perf_counter() - t_step

@@ -12,7 +12,7 @@ from bench.errors import BenchError
 _INTS = {"epochs": 1, "batch_size": 1, "grad_accum": 1, "max_length": 8, "eval_every": 1, "patience": 1,
          "max_val_examples": 0, "warmup_steps": 0, "predict_batch_size": 1, "probe_examples": 0}
 _OPTIONAL_INTS = {"max_steps": 1, "max_train_examples": 1}
-_FLOATS = {"learning_rate": 0.0, "weight_decay": 0.0}
+_FLOATS = {"learning_rate": 0.0, "weight_decay": 0.0, "max_grad_norm": 0.0}
 _BOOLS = ("train_on_corpus", "gradient_checkpointing", "pad_to_max", "forgetting")
 AUTOCAST = ("auto", "bf16", "off")
 
@@ -37,6 +37,9 @@ class TrainingConfig:
     train_on_corpus: bool = False
     warmup_steps: int = 0
     weight_decay: float = 0.0
+    # Clip the global gradient norm before each step (0: off), as Trainer, TRL and axolotl
+    # do by default: at a bench run's high learning rate unclipped steps overshoot.
+    max_grad_norm: float = 1.0
     predict_batch_size: int = 8
     packing: str | bool = "auto"  # auto: on CUDA
     gradient_checkpointing: bool = False  # less activation memory for ~30% more compute
@@ -73,7 +76,7 @@ def check_training(cfg: Any, ints: Mapping[str, int] = {}, floats: Mapping[str, 
             raise bad(cfg, name, f"an integer >= {low}")
     for name, low in floats.items():
         value = getattr(cfg, name)
-        strict = name != "weight_decay"
+        strict = name not in ("weight_decay", "max_grad_norm")  # 0 is allowed: off
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                 or value < low or (value == low and strict):
             raise bad(cfg, name, f"a finite number {'>' if strict else '>='} {low}")

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
-from bench.backends import chat, packing
+from bench.backends import chat, onednn, packing
 from bench.backends.prefix import PrefixKV, PrefixMemo, cache_kw
 from bench.errors import BenchError
 from bench.lm import Capabilities, ChoiceScores, Generation, Progress
@@ -46,6 +46,7 @@ class HFBackend:
     extra: dict = field(default_factory=dict)
     prefix_cache: bool = True
     pack_prompts: bool = True  # label scoring packs a batch's prompts into rows (bench/backends/packing.py)
+    onednn_linear: bool = True  # fp32 CPU linears through oneDNN while generating and scoring (bench/backends/onednn.py)
     # Prompts are tokenised once to fit the context (strategies/prompts.py) and again to
     # run; the memo makes the second a lookup. Bounded, and never compared or copied.
     _ids: dict = field(default_factory=dict, init=False, repr=False, compare=False)
@@ -139,6 +140,12 @@ class HFBackend:
         encoded = [self._fit(self.encode(p), max_new_tokens) for p in prompts]
         results: list[Generation | None] = [None] * len(prompts)
         self.model.eval()
+        with onednn.linears(self.model, self.onednn_linear):
+            self._generate(encoded, results, max_new_tokens, batch_size, pad_id, eos_ids, progress)
+        return results  # type: ignore[return-value]
+
+    def _generate(self, encoded, results, max_new_tokens, batch_size, pad_id, eos_ids, progress) -> None:
+        tok = self.tokenizer
         for prefix, batch, ids, mask in self._batches(encoded, batch_size):
             cut = prefix.length if prefix else 0
             kwargs = {}
@@ -164,7 +171,6 @@ class HFBackend:
                                         first.seconds)
             if progress:
                 progress(len(batch))
-        return results  # type: ignore[return-value]
 
     # -- choice scoring -------------------------------------------------------
     def score_choices(self, prompts: Sequence[str], choices: Sequence[str], batch_size: int = 16,
@@ -186,6 +192,11 @@ class HFBackend:
             and not self._prompt_learning
         results: list[ChoiceScores | None] = [None] * len(prompts)
         self.model.eval()
+        with onednn.linears(self.model, self.onednn_linear):
+            self._score(encoded, results, choices, choice_ids, shared, packed, batch_size, progress)
+        return results  # type: ignore[return-value]
+
+    def _score(self, encoded, results, choices, choice_ids, shared, packed, batch_size, progress) -> None:
         for prefix, batch, seqs in self._groups(encoded, batch_size):
             t0 = time.perf_counter()
             with torch.inference_mode():
@@ -204,7 +215,6 @@ class HFBackend:
                                           len(encoded[i][0]), share, encoded[i][1])
             if progress:
                 progress(len(batch))
-        return results  # type: ignore[return-value]
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         tok = self.tokenizer

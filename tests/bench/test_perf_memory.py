@@ -72,3 +72,56 @@ def test_release_memory_hands_freed_heap_back_on_glibc():
     out = subprocess.run([sys.executable, "-c", TRIM_SCRIPT], capture_output=True, text=True, env=env, check=True)
     trimmed, released = out.stdout.split()
     assert trimmed == "True" and int(released) > 100 * 2**20
+
+
+PIN_SCRIPT = """
+import ctypes, json, sys
+from bench.resources import pin_allocator
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc.mallinfo2.restype = Info
+pinned = pin_allocator() if sys.argv[1] == "pin" else {}
+def mmapped(size):  # whether a block of this size gets its own mmap
+    before = libc.mallinfo2().hblks
+    p = libc.malloc(size)
+    now = libc.mallinfo2().hblks
+    libc.free(p)
+    return now > before
+first = mmapped(4 * 2**20)
+big = libc.malloc(24 * 2**20)  # a large block freed, as a DoRA cell frees its dense weights
+libc.free(big)
+print(json.dumps({"pinned": pinned, "before": first, "after": mmapped(4 * 2**20)}))
+"""
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "pin", "user"])
+def test_pinned_allocator_places_blocks_the_same_whatever_was_freed_before(mode):
+    """glibc's dynamic mmap threshold moves a 4 MB block from mmap to the heap once a 24 MB
+    block was freed (so a cell's peak depends on the cells before it); pinned, it does not
+    move; a user's MALLOC_MMAP_THRESHOLD_ is left to glibc and reported."""
+    import ctypes
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2"):
+        pytest.skip("glibc >= 2.33 only (mallinfo2)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    if mode == "user":
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    out = subprocess.run([sys.executable, "-c", PIN_SCRIPT, "none" if mode == "dynamic" else "pin"],
+                         capture_output=True, text=True, env=env, check=True)
+    got = json.loads(out.stdout)
+    if mode == "dynamic":
+        assert got["before"] is True and got["after"] is False
+    elif mode == "pin":
+        assert got["pinned"]["set_by"] == "bench" and got["pinned"]["mmap_threshold"] == 32 * 2**20
+        assert got["before"] is got["after"] is False
+    else:
+        assert got["pinned"] == {"allocator": "glibc", "set_by": "environment", "MALLOC_MMAP_THRESHOLD_": "65536"}
+        assert got["before"] is got["after"] is True
