@@ -16,6 +16,13 @@ every adapter cell took before) gives the peak that copy costs.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from bench.perf import CaseResult
@@ -109,3 +116,36 @@ def memory_case(ctx: Any, cells: int = CELLS, task_name: str = "rotten-tomatoes"
                  "per_method": g["per_method"], "overall_growth": g["overall"], "worst_method_growth": g["worst"],
                  "after_release_growth": retained, "copy_cell_peak_mb": copied, "model_mb": model_mb,
                  "left_attached": left}, fmt="%")
+
+
+def memory_case_fresh(ctx: Any, cells: int = CELLS, timeout_s: float = 1800.0) -> CaseResult:
+    """`memory_case` in a new Python process that loads the embedded model itself."""
+    with tempfile.TemporaryDirectory(prefix="bench-perf-memory-") as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "bench.perf_memory", str(out), str(cells)] + (["--quick"] if ctx.quick else [])
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr or done.stdout or "").strip().splitlines()[-5:]
+            return CaseResult(f"memory over {cells} adapter cells", "peak RSS growth (per method)", None,
+                              f"< {GROWTH_GOAL:.0%}", False, agree="the fresh process failed",
+                              note=f"exit {done.returncode}: " + " | ".join(tail))
+        result = CaseResult(**json.loads(out.read_text(encoding="utf-8")))
+    result.note += "; in a fresh process, as a run's worker runs its cells"
+    return result
+
+
+def _main(argv: list[str]) -> None:
+    from bench.backends.hf import load_hf
+    from bench.perf_cases import PerfContext
+    from bench.resources import pin_allocator
+
+    pin_allocator()  # as a Worker does, before the model loads
+    ctx = PerfContext(quick="--quick" in argv, log=lambda m: None)
+    ctx.handle = load_hf(device="cpu", log=lambda *a, **k: None, dtype="float32")
+    result = memory_case(ctx, cells=int(argv[1]))
+    result.details["pid"] = os.getpid()
+    Path(argv[0]).write_text(json.dumps(dataclasses.asdict(result)), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -20,7 +20,7 @@ from bench.perf import CaseResult, Probe, environment, probe_hot_paths, ratio_re
 from bench.perf_cases import (PerfContext, ann_recall_case, dtype_case, generation_case, model_load_case,
                               prefix_case, retrieval_share_case, training_case)
 from bench.perf_peers import lm_eval_case, trainer_cases
-from bench.perf_memory import memory_case
+from bench.perf_memory import memory_case_fresh
 from bench.perf_update import update_case
 from bench.perf_vllm import vllm_case
 
@@ -132,7 +132,7 @@ def run_suite(ctx: PerfContext, only: list[str] | None = None, console: Any = No
         ("lm-eval", lambda: [lm_eval_case(ctx, "rotten-tomatoes"), lm_eval_case(ctx, "bbc-news")]),
         ("trainer", lambda: trainer_cases(ctx)),
         ("vllm", lambda: [vllm_case(ctx)]),
-        ("memory", lambda: [memory_case(ctx)]),
+        ("memory", lambda: [memory_case_fresh(ctx)]),
         ("update", lambda: [update_case(ctx)]),
     ]
     from transformers.utils import logging as hf_logging

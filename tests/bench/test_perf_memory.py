@@ -5,7 +5,7 @@ import pytest
 
 from bench.backends import shared_adapters
 from bench.perf_cases import PerfContext
-from bench.perf_memory import growth, memory_case
+from bench.perf_memory import growth, memory_case, memory_case_fresh
 from bench.resources import release_memory
 from fakes import tiny_handle, toy_classification
 
@@ -25,6 +25,24 @@ def test_memory_case_runs_adapter_cells_on_the_shared_model_and_leaves_none(tmp_
     assert d["overall_growth"] == (max(d["peaks_mb"][1:]) - d["peaks_mb"][0]) / d["peaks_mb"][0]
     assert result.value == max(d["worst_method_growth"], d["after_release_growth"])
     assert result.passed == (result.value < 0.10)
+
+
+@pytest.mark.slow
+def test_bench_perf_runs_the_memory_case_in_a_fresh_process_on_the_embedded_model(tmp_path):
+    import os
+
+    result = memory_case_fresh(PerfContext(quick=True, workdir=tmp_path), cells=2)
+    d = result.details
+    assert d["pid"] != os.getpid() and "in a fresh process" in result.note
+    assert d["methods"] == ["lora", "dora"] and len(d["peaks_mb"]) == 2
+    assert d["model_mb"] > 400  # the child loaded SmolLM2-135M itself (513 MB in fp32), not the tiny model
+    assert d["left_attached"] == [] and result.passed == (result.value < 0.10)
+
+
+def test_a_failed_fresh_memory_process_is_a_failed_row_that_says_why(tmp_path):
+    result = memory_case_fresh(PerfContext(quick=True, workdir=tmp_path), cells=0)  # no cell to measure
+    assert result.passed is False and result.value is None
+    assert "exit 1" in result.note and "Error" in result.note
 
 
 def test_growth_is_per_method_and_overall():
