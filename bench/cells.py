@@ -217,6 +217,13 @@ def resumable(stored: list[dict], digest: str, examples) -> dict[str, dict]:
     return {r["example_id"]: r for r in stored if r.get("pred_digest") == digest and r.get("example_id") in ids}
 
 
+def uncached(cfg, digest: str, examples, done: dict[str, dict]) -> int:
+    """How many of `examples` a cell will compute: neither in its checkpoint nor in the
+    prediction cache (a cell served whole from the cache needs no warm-up)."""
+    cached = PredictionCache(digest).get() if getattr(cfg, "cache", True) else {}
+    return sum(1 for ex in examples if ex.id not in done and ex.id not in cached)
+
+
 def predict_rows(channel, cfg, spec, task, strategy, artifacts, handle, examples, stored: list[dict],
                  score: Callable[[list, list], list[dict]], progress=None) -> tuple[list[dict], PredictStats, str]:
     """Scored rows of the cell, resuming from `stored` (its rows and checkpoint in the

@@ -209,7 +209,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> 
     """Prepare, warm up, predict and score one cell, resuming from its `checkpoint` in
     the run folder (a `bench.checkpoint.Checkpoint`): a cell whose rows are all there
     is not predicted, and its artifacts are loaded only if something needs them."""
-    from bench.cells import prediction_digest, predict_rows, resumable
+    from bench.cells import prediction_digest, predict_rows, resumable, uncached
     from bench.checkpoint import Checkpoint, resume_or_prepare
     from bench.jsonl import DiskFullError
     from bench.latency import warm_up
@@ -236,13 +236,15 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> 
                         batch_size=cfg.batch_size, progress=worker.open_bar, cache=getattr(cfg, "cache", True))
         worker.log(f"[bold]{task.name}[/] x [bold]{label}[/] x {model_name} (seed {spec.seed}): "
                    f"{len(examples)} test examples")
-        left = len(examples) - len(resumable(ckpt.rows, prediction_digest(cfg, spec, task, strategy, handle),
-                                             examples))
+        digest = prediction_digest(cfg, spec, task, strategy, handle)
+        done = resumable(ckpt.rows, digest, examples)
+        left = len(examples) - len(done)
         # The probes and a corpus change's update run the strategy on its artifacts.
         needed = bool(left) or cfg.latency_sample > 0 or getattr(cfg, "corpus_change", None) is not None
         with PeakMemory() as mem_prepare, Stopwatch():
             artifacts, prep = resume_or_prepare(channel, cfg, spec, task, strategy, handle, budget, ckpt, needed)
-        if left:  # warm-up first, so the timed pass does not pay for first-call costs
+        if left and uncached(cfg, digest, examples, done):
+            # warm-up first, so the timed pass does not pay for first-call costs
             warm_up(strategy, artifacts, examples, cfg.warmup)
         with PeakMemory() as mem_predict, EnergyMeter(handle.device) as energy:
             with open_bar(f"{task.name}/{label}: predict", len(examples)) as bar:

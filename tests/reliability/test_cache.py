@@ -54,6 +54,20 @@ def test_cached_predictions_keep_their_original_latency(tmp_path, fake_world):
     assert [r["output"] for r in rows_b] == [r["output"] for r in rows_a]
 
 
+def test_a_cell_served_whole_from_the_cache_is_not_warmed_up(tmp_path, fake_world):
+    calls = fake_world["calls"]
+    fake_world["handle"] = lambda: SlowHandle(calls=calls)
+    Runner(_cfg(tmp_path, "a", warmup=2), log=lambda *_: None).run()
+    assert len(calls) == 4  # 2 warm-up queries, then the 2 test examples
+    calls.clear()
+    Runner(_cfg(tmp_path, "b", warmup=2), log=lambda *_: None).run()
+    assert calls == []  # nothing to compute, so nothing to warm up for
+    (path,) = list(cache_mod.cache_dir("predictions").iterdir())
+    path.write_text(path.read_text().splitlines(keepends=True)[0])  # one prediction left in the cache
+    Runner(_cfg(tmp_path, "c", warmup=2), log=lambda *_: None).run()
+    assert len(calls) == 3  # warmed up again, as one example is computed
+
+
 def test_a_damaged_prediction_cache_line_is_recomputed(tmp_path, fake_world):
     Runner(_cfg(tmp_path, "a"), log=lambda *_: None).run()
     (path,) = list(cache_mod.cache_dir("predictions").iterdir())
