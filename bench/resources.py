@@ -129,7 +129,9 @@ def pin_allocator() -> dict:
     DoRA cell peaks 13% higher than the same cell before it. Pinned at the values the
     dynamic rule ends at, peaks no longer depend on which cells ran before, and tensors
     keep being reused from the heap (no fresh mmap and page faults each). A user's own
-    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ wins. Returns what holds, for the record."""
+    MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ wins, and ADAPTBENCH_MALLOC=dynamic
+    leaves glibc's dynamic rule (about 3% faster wall time in a measured run, peaks that
+    depend on cell order). Returns what holds, for the record."""
     import os
 
     global _pinned
@@ -137,7 +139,9 @@ def pin_allocator() -> dict:
         return _pinned
     mine = {k: os.environ[k] for k in _ENV if k in os.environ}
     libc = _libc()
-    if mine:
+    if os.environ.get("ADAPTBENCH_MALLOC") == "dynamic":  # speed over predictable peaks (~3%)
+        _pinned = {"allocator": "glibc", "set_by": "ADAPTBENCH_MALLOC=dynamic: glibc's dynamic thresholds"}
+    elif mine:
         _pinned = {"allocator": "glibc", "set_by": "environment", **mine}
     elif libc is None:
         _pinned = {"allocator": "not glibc: thresholds left as they are"}

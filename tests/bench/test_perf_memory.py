@@ -115,11 +115,12 @@ print(json.dumps({"pinned": pinned, "before": first, "after": mmapped(4 * 2**20)
 """
 
 
-@pytest.mark.parametrize("mode", ["dynamic", "pin", "user"])
+@pytest.mark.parametrize("mode", ["dynamic", "pin", "user", "opt-out"])
 def test_pinned_allocator_places_blocks_the_same_whatever_was_freed_before(mode):
     """glibc's dynamic mmap threshold moves a 4 MB block from mmap to the heap once a 24 MB
     block was freed (so a cell's peak depends on the cells before it); pinned, it does not
-    move; a user's MALLOC_MMAP_THRESHOLD_ is left to glibc and reported."""
+    move; a user's MALLOC_MMAP_THRESHOLD_ is left to glibc and reported, and so is
+    ADAPTBENCH_MALLOC=dynamic (the dynamic rule, as without the pin)."""
     import ctypes
     import json
     import os
@@ -128,15 +129,19 @@ def test_pinned_allocator_places_blocks_the_same_whatever_was_freed_before(mode)
 
     if not sys.platform.startswith("linux") or not hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2"):
         pytest.skip("glibc >= 2.33 only (mallinfo2)")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "ADAPTBENCH_MALLOC"}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     if mode == "user":
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    if mode == "opt-out":
+        env["ADAPTBENCH_MALLOC"] = "dynamic"
     out = subprocess.run([sys.executable, "-c", PIN_SCRIPT, "none" if mode == "dynamic" else "pin"],
                          capture_output=True, text=True, env=env, check=True)
     got = json.loads(out.stdout)
-    if mode == "dynamic":
+    if mode in ("dynamic", "opt-out"):
         assert got["before"] is True and got["after"] is False
+        if mode == "opt-out":
+            assert got["pinned"]["set_by"].startswith("ADAPTBENCH_MALLOC=dynamic")
     elif mode == "pin":
         assert got["pinned"]["set_by"] == "bench" and got["pinned"]["mmap_threshold"] == 32 * 2**20
         assert got["before"] is got["after"] is False
