@@ -76,15 +76,19 @@ class PredictionCache:
         self.key = key
         self.path = cache_dir("predictions") / f"{key}.jsonl"
         self.damaged = 0
+        self._read: dict[str, dict[str, Any]] | None = None
 
     def get(self) -> dict[str, dict[str, Any]]:
-        """example id -> stored prediction (with `wall_s`, its share of the original pass)."""
-        if not self.path.exists():
-            return {}
-        result = jsonl.read(self.path)
-        self.damaged = result.bad
-        touch(self.path)
-        return {r["example_id"]: r for r in result.records if r.get("output")}
+        """example id -> stored prediction (with `wall_s`, its share of the original pass);
+        read once per instance (a cell asks before its warm-up and again to predict)."""
+        if self._read is None:
+            self._read = {}
+            if self.path.exists():
+                result = jsonl.read(self.path)
+                self.damaged = result.bad
+                touch(self.path)
+                self._read = {r["example_id"]: r for r in result.records if r.get("output")}
+        return self._read
 
     def put(self, rows: Iterable[Mapping[str, Any]]) -> int:
         keep = _prediction_fields() + ("wall_s",)

@@ -217,24 +217,23 @@ def resumable(stored: list[dict], digest: str, examples) -> dict[str, dict]:
     return {r["example_id"]: r for r in stored if r.get("pred_digest") == digest and r.get("example_id") in ids}
 
 
-def uncached(cfg, digest: str, examples, done: dict[str, dict]) -> int:
-    """How many of `examples` a cell will compute: neither in its checkpoint nor in the
-    prediction cache (a cell served whole from the cache needs no warm-up)."""
-    cached = PredictionCache(digest).get() if getattr(cfg, "cache", True) else {}
+def uncached(cache: PredictionCache | None, examples, done: dict[str, dict]) -> int:
+    """How many of `examples` a cell will compute: neither in its checkpoint (`done`) nor
+    in the prediction cache (a cell served whole from the cache needs no warm-up)."""
+    cached = cache.get() if cache is not None else {}
     return sum(1 for ex in examples if ex.id not in done and ex.id not in cached)
 
 
-def predict_rows(channel, cfg, spec, task, strategy, artifacts, handle, examples, stored: list[dict],
-                 score: Callable[[list, list], list[dict]], progress=None) -> tuple[list[dict], PredictStats, str]:
-    """Scored rows of the cell, resuming from `stored` (its rows and checkpoint in the
-    run folder) and the prediction cache. Each chunk's rows go out through `channel`."""
+def predict_rows(channel, cfg, spec, strategy, artifacts, examples, digest: str, done: dict[str, dict],
+                 cache: PredictionCache | None, score: Callable[[list, list], list[dict]],
+                 progress=None) -> tuple[list[dict], PredictStats]:
+    """Scored rows of the cell under prediction context `digest`, resuming from `done`
+    (its rows in the run folder, `resumable`) and `cache`. Each chunk's rows go out
+    through `channel`."""
     from strategies import definition as definition_of
 
     entry, cell = spec.strategy, spec.cell
     definition = definition_of(entry.name)
-    digest = prediction_digest(cfg, spec, task, strategy, handle)
-    done = resumable(stored, digest, examples)
-    cache = PredictionCache(digest) if getattr(cfg, "cache", True) else None
     stats = PredictStats()
     predictor = CellPredictor(strategy, artifacts, definition, dict(entry.options), stats)
 
@@ -249,7 +248,7 @@ def predict_rows(channel, cfg, spec, task, strategy, artifacts, handle, examples
                         max(1, getattr(cfg, "checkpoint_every", 32)), progress)
     if cache is not None and cache.damaged:
         stats.notes.append(f"prediction cache: {cache.damaged} damaged line(s) skipped and recomputed")
-    return rows, stats, digest
+    return rows, stats
 
 
 def finish_cell(cfg, rows: list[dict], digest: str) -> None:

@@ -209,6 +209,7 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> 
     """Prepare, warm up, predict and score one cell, resuming from its `checkpoint` in
     the run folder (a `bench.checkpoint.Checkpoint`): a cell whose rows are all there
     is not predicted, and its artifacts are loaded only if something needs them."""
+    from bench.cache import PredictionCache
     from bench.cells import prediction_digest, predict_rows, resumable, uncached
     from bench.checkpoint import Checkpoint, resume_or_prepare
     from bench.jsonl import DiskFullError
@@ -238,18 +239,19 @@ def start(spec: CellSpec, worker: Worker, channel: Channel, checkpoint=None) -> 
                    f"{len(examples)} test examples")
         digest = prediction_digest(cfg, spec, task, strategy, handle)
         done = resumable(ckpt.rows, digest, examples)
+        cache = PredictionCache(digest) if getattr(cfg, "cache", True) else None
         left = len(examples) - len(done)
         # The probes and a corpus change's update run the strategy on its artifacts.
         needed = bool(left) or cfg.latency_sample > 0 or getattr(cfg, "corpus_change", None) is not None
         with PeakMemory() as mem_prepare, Stopwatch():
             artifacts, prep = resume_or_prepare(channel, cfg, spec, task, strategy, handle, budget, ckpt, needed)
-        if left and uncached(cfg, digest, examples, done):
+        if left and uncached(cache, examples, done):
             # warm-up first, so the timed pass does not pay for first-call costs
             warm_up(strategy, artifacts, examples, cfg.warmup)
         with PeakMemory() as mem_predict, EnergyMeter(handle.device) as energy:
             with open_bar(f"{task.name}/{label}: predict", len(examples)) as bar:
-                rows, pstats, digest = predict_rows(
-                    channel, cfg, spec, task, strategy, artifacts, handle, examples, list(ckpt.rows),
+                rows, pstats = predict_rows(
+                    channel, cfg, spec, strategy, artifacts, examples, digest, done, cache,
                     lambda exs, preds: score_rows(cell, task, label, model_name, spec.seed, exs, preds),
                     progress=bar.advance)
         record["energy_j"] = energy.joules
